@@ -1,0 +1,3 @@
+from tinyml_course.cli import main
+
+raise SystemExit(main())

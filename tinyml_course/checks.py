@@ -1,0 +1,111 @@
+"""Friendly checks for exercises: say what was expected, what came back, and a hint.
+
+Each check prints one ``PASS`` line when it succeeds and raises :class:`CheckFailed`
+(an ``AssertionError``, so nbgrader scores the cell 0) with a readable message when it
+does not. Nothing is written to stderr.
+
+    >>> check_value("bytes of 1e6 float32 params", 4_000_000, 4_000_000)
+    PASS bytes of 1e6 float32 params
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class CheckFailed(AssertionError):
+    """An exercise check failed; the message explains what to fix."""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, threshold=12, edgeitems=3, precision=5)
+    return repr(value)
+
+
+def _fail(name: str, expected: Any, got: Any, hint: str) -> None:
+    message = f"{name}: expected {_fmt(expected)}, got {_fmt(got)}."
+    if hint:
+        message += f" Hint: {hint}"
+    raise CheckFailed(message)
+
+
+def _not_done(name: str, got: Any) -> None:
+    if got is None or got is Ellipsis:
+        raise CheckFailed(f"{name}: got {got!r}. Write your answer in the cell above (replace the `raise NotImplementedError()` line) and run it.")
+
+
+def passed(name: str) -> None:
+    """Print the pass line."""
+    print(f"PASS {name}")
+
+
+def check_value(name: str, got: Any, expected: Any, *, hint: str = "", rtol: float = 1e-6, atol: float = 0.0) -> None:
+    """Check one number (or string/bool) against the expected value."""
+    _not_done(name, got)
+    if isinstance(expected, (int, float, np.integer, np.floating)) and not isinstance(expected, bool):
+        try:
+            ok = bool(np.isclose(float(got), float(expected), rtol=rtol, atol=atol))
+        except (TypeError, ValueError):
+            ok = False
+    else:
+        ok = got == expected
+    if not ok:
+        _fail(name, expected, got, hint)
+    passed(name)
+
+
+def check_array(name: str, got: Any, expected: Any, *, hint: str = "", rtol: float = 1e-6, atol: float = 0.0, exact: bool = False) -> None:
+    """Check an array's shape, then its values (exactly, or within tolerances)."""
+    _not_done(name, got)
+    got_arr, exp_arr = np.asarray(got), np.asarray(expected)
+    if got_arr.shape != exp_arr.shape:
+        raise CheckFailed(f"{name}: expected shape {exp_arr.shape}, got shape {got_arr.shape}." + (f" Hint: {hint}" if hint else ""))
+    if exact:
+        bad = np.flatnonzero(got_arr.reshape(-1) != exp_arr.reshape(-1))
+    else:
+        bad = np.flatnonzero(~np.isclose(got_arr.astype(float).reshape(-1), exp_arr.astype(float).reshape(-1), rtol=rtol, atol=atol))
+    if len(bad):
+        i = int(bad[0])
+        raise CheckFailed(
+            f"{name}: {len(bad):,} of {exp_arr.size:,} values differ; first at flat index {i}: "
+            f"expected {_fmt(exp_arr.reshape(-1)[i])}, got {_fmt(got_arr.reshape(-1)[i])}." + (f" Hint: {hint}" if hint else "")
+        )
+    passed(name)
+
+
+def check_dtype(name: str, got: Any, dtype: Any, *, hint: str = "") -> None:
+    """Check an array's dtype."""
+    _not_done(name, got)
+    if np.asarray(got).dtype != np.dtype(dtype):
+        _fail(f"{name} dtype", np.dtype(dtype).name, np.asarray(got).dtype.name, hint)
+    passed(f"{name} dtype")
+
+
+def check_true(name: str, condition: bool, *, message: str, hint: str = "") -> None:
+    """Check a condition; ``message`` says what was wrong when it is false."""
+    if not condition:
+        raise CheckFailed(f"{name}: {message}" + (f" Hint: {hint}" if hint else ""))
+    passed(name)
+
+
+def check_at_most(name: str, got: Any, limit: Any, *, hint: str = "") -> None:
+    """Check ``got <= limit`` (a budget)."""
+    _not_done(name, got)
+    if not float(got) <= float(limit):
+        raise CheckFailed(f"{name}: {_fmt(got)} is over the budget of {_fmt(limit)}." + (f" Hint: {hint}" if hint else ""))
+    passed(name)
+
+
+def check_at_least(name: str, got: Any, floor: Any, *, hint: str = "") -> None:
+    """Check ``got >= floor`` (a target)."""
+    _not_done(name, got)
+    if not float(got) >= float(floor):
+        raise CheckFailed(f"{name}: {_fmt(got)} is below the target of {_fmt(floor)}." + (f" Hint: {hint}" if hint else ""))
+    passed(name)
