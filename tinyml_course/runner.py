@@ -71,7 +71,8 @@ def run_notebooks(paths: Sequence[Path] | None = None, *, timeout: int = 900, qu
     paths = list(paths) if paths else course_notebooks()
     out = results_dir()
     runs = []
-    env = {"TINYML_COURSE_RESULTS": str(out)}
+    # TINYML_COURSE_HEADLESS tells widget explorers there is no front end: draw static figures.
+    env = {"TINYML_COURSE_RESULTS": str(out), "TINYML_COURSE_HEADLESS": "1"}
     if quick:
         env["TINYML_COURSE_QUICK"] = "1"
     for path in paths:
