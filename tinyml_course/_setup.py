@@ -38,6 +38,7 @@ def configure_environment() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow_model_optimization")
     warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
     warnings.filterwarnings("ignore", message=".*is deprecated and will be removed.*")
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if "tensorflow" in sys.modules:
         _quiet_loaded_tensorflow()
@@ -79,7 +80,14 @@ def get_keras() -> ModuleType:
     configure_environment()
     if _keras3_active():
         raise KerasSetupError(_RESTART_HINT)
-    import tensorflow as tf  # noqa: F401  (loads with the settings above)
+    if "tensorflow" not in sys.modules:
+        from tinyml_course._quiet import quiet_stderr
+
+        # Some C++ lines (CUDA probing, absl pre-init) ignore TF_CPP_MIN_LOG_LEVEL: keep them
+        # out of the notebook, where graded cells must not write to stderr.
+        with quiet_stderr():
+            import tensorflow as tf  # noqa: F401  (loads with the settings above)
+            import tf_keras
     import tf_keras
 
     _quiet_loaded_tensorflow()

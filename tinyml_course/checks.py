@@ -109,3 +109,52 @@ def check_at_least(name: str, got: Any, floor: Any, *, hint: str = "") -> None:
     if not float(got) >= float(floor):
         raise CheckFailed(f"{name}: {_fmt(got)} is below the target of {_fmt(floor)}." + (f" Hint: {hint}" if hint else ""))
     passed(name)
+
+
+def check_value_with_mistakes(
+    name: str,
+    got: Any,
+    expected: Any,
+    *,
+    mistakes: dict[Any, str] | None = None,
+    hint: str = "",
+    rtol: float = 1e-6,
+) -> None:
+    """Check one number; when it equals a known wrong answer, name the mistake.
+
+    Parameters
+    ----------
+    name : str
+        What is checked (printed in the pass line and the failure message).
+    got, expected : number
+        The learner's value and the right one.
+    mistakes : dict, optional
+        Known wrong values mapped to the hint that explains each, e.g.
+        ``{4_800: "did you forget the output channels?"}``.
+    hint : str, optional
+        The hint for any other wrong value.
+
+    Raises
+    ------
+    CheckFailed
+        If ``got`` is not ``expected`` (within ``rtol``).
+
+    Examples
+    --------
+    >>> check_value_with_mistakes("MACs", 1_228_800, 1_228_800, mistakes={4_800: "output channels?"})
+    PASS MACs
+    """
+    _not_done(name, got)
+    try:
+        ok = bool(np.isclose(float(got), float(expected), rtol=rtol, atol=0.0))
+    except (TypeError, ValueError):
+        _fail(name, expected, got, f"return a number, not a {type(got).__name__}.")
+    if not ok:
+        for wrong, why in (mistakes or {}).items():
+            try:
+                if np.isclose(float(got), float(wrong), rtol=rtol, atol=0.0):
+                    _fail(name, expected, got, why)
+            except (TypeError, ValueError):
+                continue
+        _fail(name, expected, got, hint)
+    passed(name)

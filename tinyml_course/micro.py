@@ -195,7 +195,7 @@ def estimate_arena(model_content: bytes) -> ArenaMeasurement:
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # noqa: SLF001 - the only public view of the graph
     constant = set()
-    for idx, tensor in tensors.items():
+    for idx in tensors:
         try:
             interpreter.get_tensor(idx)
             if not any(idx in op["outputs"] for op in ops) and idx not in {d["index"] for d in interpreter.get_input_details()}:
