@@ -1,0 +1,18 @@
+"""The mask-detection ESP32 demo (notebook 06): data, preprocessing, model, device and host.
+
+Modules
+-------
+faces
+    Seeded procedural faces with and without masks, with exact crop boxes.
+real_faces
+    The real faces bundled with scikit-image, bare and with drawn-on masks.
+folder
+    A user's own photos laid out as ``DIR/with_mask/*`` and ``DIR/without_mask/*``.
+preprocess
+    The one preprocessing function: detect, crop, grayscale, resize, quantize.
+model
+    The tiny CNN, its training and the cached default int8 model.
+
+The device side (serial protocol, virtual ESP32, Arduino sketch, host client) lives in the
+other modules of this package. Sub-modules are imported on use.
+"""
