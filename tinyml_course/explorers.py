@@ -340,39 +340,26 @@ class QuantizedWeights:
 def _quantize(
     weights: np.ndarray, bits: int, per_channel: bool, symmetric: bool
 ) -> QuantizedWeights:
-    """Affine quantization ``real = (q - zero_point) * scale`` and back.
+    """Quantize with the course's own math (:mod:`tinyml_course.quantization`) and back.
 
-    Symmetric uses the narrow range ``[-(2^(b-1) - 1), 2^(b-1) - 1]`` with zero point 0 and
-    ``scale = max|w| / qmax`` (TFLite's int8 weights); asymmetric uses ``[-2^(b-1), 2^(b-1) - 1]``
-    over ``[min(w, 0), max(w, 0)]`` with ``scale = (max - min) / (qmax - qmin)`` and
-    ``zero_point = round(qmin - min / scale)``. Per channel computes them along the last axis.
+    ``real = (q - zero_point) * scale``. Symmetric: zero point 0 over the narrow range
+    ``[-(2^(b-1) - 1), 2^(b-1) - 1]`` with ``scale = max|w| / qmax`` (TFLite's int8
+    weights); asymmetric: ``[-2^(b-1), 2^(b-1) - 1]`` fitted to ``[min(w, 0), max(w, 0)]``.
+    Per channel: one scale and zero point per index of the last axis.
     """
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
-        raise ValueError(f"bits={bits!r} must be an integer between 2 and 16, e.g. 8.")
+    from tinyml_course.quantization import choose_qparams
+
     w = np.asarray(weights, dtype=np.float64)
-    axes = tuple(range(w.ndim - 1)) if per_channel and w.ndim >= 2 else None
-    keep = axes is not None
-    if symmetric:
-        qmax = 2 ** (bits - 1) - 1
-        qmin = -qmax
-        bound = np.max(np.abs(w), axis=axes, keepdims=keep)
-        scale = np.where(bound > 0, bound / qmax, 1.0)
-        zero_point = np.zeros_like(scale)
-    else:
-        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        low = np.minimum(np.min(w, axis=axes, keepdims=keep), 0.0)
-        high = np.maximum(np.max(w, axis=axes, keepdims=keep), 0.0)
-        span = high - low
-        scale = np.where(span > 0, span / (qmax - qmin), 1.0)
-        zero_point = np.clip(np.round(qmin - low / scale), qmin, qmax)
-    q = np.clip(np.round(w / scale) + zero_point, qmin, qmax)
-    dequantized = (q - zero_point) * scale
+    axis = -1 if per_channel and w.ndim >= 2 else None
+    params = choose_qparams(w, bits=bits, symmetric=symmetric, axis=axis)
+    q = params.quantize(w)
+    dequantized = params.dequantize(q).astype(np.float64)
     return QuantizedWeights(
         q=q.astype(np.int64),
-        scale=np.atleast_1d(np.asarray(scale, dtype=np.float64)).reshape(-1),
-        zero_point=np.atleast_1d(np.asarray(zero_point)).reshape(-1).astype(np.int64),
-        qmin=int(qmin),
-        qmax=int(qmax),
+        scale=np.atleast_1d(params.scale).astype(np.float64).reshape(-1),
+        zero_point=np.atleast_1d(params.zero_point).astype(np.int64).reshape(-1),
+        qmin=int(params.qmin),
+        qmax=int(params.qmax),
         dequantized=dequantized,
         error=dequantized - w,
     )
@@ -466,21 +453,6 @@ def quantization_explorer(weights: np.ndarray) -> Explorer:
 # --------------------------------------------------------------------------------------
 
 
-def _magnitude_mask(weights: np.ndarray, sparsity: float) -> np.ndarray:
-    """Boolean mask keeping the ``1 - sparsity`` fraction of weights with largest magnitude.
-
-    Exactly ``round(sparsity * size)`` weights are removed (ties broken by position).
-    """
-    if isinstance(sparsity, bool) or not 0.0 <= float(sparsity) <= 1.0:
-        raise ValueError(f"sparsity={sparsity!r} must be a fraction between 0 and 1, e.g. 0.8.")
-    w = np.asarray(weights)
-    n_pruned = int(round(float(sparsity) * w.size))
-    order = np.argsort(np.abs(w).ravel(), kind="stable")
-    mask = np.ones(w.size, dtype=bool)
-    mask[order[:n_pruned]] = False
-    return mask.reshape(w.shape)
-
-
 def _as_curve(
     sparsities: Sequence[float], accuracies: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -491,9 +463,9 @@ def _as_curve(
             f"sparsities ({s.size} values) and accuracies ({a.size} values) must be the same length, "
             "at least 2: one accuracy measured at each sparsity."
         )
-    if not (np.all(np.isfinite(s)) and np.all((s >= 0) & (s <= 1))):
+    if not (np.all(np.isfinite(s)) and np.all((s >= 0) & (s < 1))):
         raise ValueError(
-            f"sparsities={s.tolist()} must be fractions between 0 and 1 (0.8 means 80% zeros)."
+            f"sparsities={s.tolist()} must be fractions in [0, 1) (0.8 means 80% zeros)."
         )
     if not (np.all(np.isfinite(a)) and np.all((a >= 0) & (a <= 1))):
         raise ValueError(
@@ -553,6 +525,8 @@ def pruning_explorer(
     >>> pruning_explorer(w, [0.0, 0.5, 0.9], [0.9, 0.89, 0.8]).update(sparsity=0.5).summary[:13]
     'sparsity 0.50'
     """
+    from tinyml_course.pruning import magnitude_mask
+
     w = _as_weights(weights)
     s, a = _as_curve(sparsities, accuracies)
     low, high = float(s[0]), float(s[-1])
@@ -561,7 +535,7 @@ def pruning_explorer(
 
     def draw(state: dict[str, Any]) -> tuple[Any, str]:
         sparsity = state["sparsity"]
-        mask = _magnitude_mask(w, sparsity)
+        mask = magnitude_mask(w, sparsity)
         accuracy = float(np.interp(sparsity, s, a))
         measured = bool(np.any(np.isclose(s, sparsity)))
         figure, (ax_m, ax_h, ax_c) = _new_figure(12, 3.6, 3)
