@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     code = run(str(venv_bin("ruff")), "check", "tinyml_course", "tests", "datasets", "course.py")
     if code:
         return code
-    return run(str(venv_bin("python")), "-m", "pytest", "-n", "2", "--dist", "loadfile", *rest)
+    return run(str(venv_bin("python")), "-m", "pytest", "-n", "2", *rest)
 
 
 if __name__ == "__main__":
