@@ -32,14 +32,17 @@ _SUBMODULES = {
     "distillation",
     "early_exit",
     "explorers",
+    "grading",
     "mask",
     "micro",
     "models",
+    "paths",
     "plots",
     "profiling",
     "pruning",
     "quantization",
     "results",
+    "runner",
     "tflite",
 }
 
