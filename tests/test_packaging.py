@@ -85,5 +85,7 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 
-    installed = {item["metadata"]["name"].lower() for item in json.loads((tmp_path / "report.json").read_text())["install"]}
+    from packaging.utils import canonicalize_name
+
+    installed = {canonicalize_name(item["metadata"]["name"]) for item in json.loads((tmp_path / "report.json").read_text())["install"]}
     assert {"tensorflow", "tf-keras", "ai-edge-litert", "opencv-python-headless"} <= installed
