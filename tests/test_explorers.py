@@ -8,7 +8,6 @@ import pytest
 from tinyml_course import explorers
 from tinyml_course.explorers import (
     Explorer,
-    _early_exit_point,
     _quantize,
     early_exit_explorer,
     pruning_explorer,
@@ -169,20 +168,25 @@ def two_exits() -> tuple[list[np.ndarray], np.ndarray, list[int]]:
     return [first, last], np.array([0, 1, 1, 1]), [100, 400]
 
 
-def test_early_exit_routing_by_hand() -> None:
-    probs, labels, macs = two_exits()
+def test_early_exit_explorer_by_hand() -> None:
+    explorer = early_exit_explorer(*two_exits())
     # Threshold 0.65: samples 0 and 2 leave early (both right); 1 and 3 go on (both right).
-    point = _early_exit_point(probs, labels, np.array(macs, float), 0.65)
-    np.testing.assert_allclose(point.fractions, [0.5, 0.5])
-    assert point.accuracy == 1.0
-    assert point.average_macs == pytest.approx(0.5 * 100 + 0.5 * 400)
+    explorer.update(threshold=0.65)
+    assert (
+        "accuracy 1.0000, average MACs 250, leaving at each exit: 50.0%, 50.0%" in explorer.summary
+    )
     # Threshold 0: everything leaves at the first exit, which gets samples 1 and 3 wrong.
-    point = _early_exit_point(probs, labels, np.array(macs, float), 0.0)
-    np.testing.assert_allclose(point.fractions, [1.0, 0.0])
-    assert (point.accuracy, point.average_macs) == (0.5, 100.0)
+    explorer.update(threshold=0.0)
+    assert (
+        "accuracy 0.5000, average MACs 100, leaving at each exit: 100.0%, 0.0%" in explorer.summary
+    )
     # Threshold 1: nothing is that sure, so every sample pays for the last exit.
-    point = _early_exit_point(probs, labels, np.array(macs, float), 1.0)
-    assert (point.accuracy, point.average_macs) == (1.0, 400.0)
+    explorer.update(threshold=1.0)
+    assert (
+        "accuracy 1.0000, average MACs 400, leaving at each exit: 0.0%, 100.0%" in explorer.summary
+    )
+    bars = [patch.get_height() for patch in explorer.figure.axes[1].patches]
+    assert bars == [0.0, 1.0]
 
 
 def test_early_exit_explorer_follows_the_threshold() -> None:
@@ -205,6 +209,7 @@ def test_early_exit_explorer_follows_the_threshold() -> None:
         (lambda p, y, m: (p, y + 1, m), "2 classes"),
         (lambda p, y, m: (p, y.astype(float), m), "integer class"),
         (lambda p, y, m: (p[0], y, m), "one \\(samples, classes\\) array per exit"),
+        (lambda p, y, m: (p[:1], y, m[:1]), "at least two exits"),
     ],
 )
 def test_early_exit_explorer_checks_inputs(mutate, words) -> None:

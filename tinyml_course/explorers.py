@@ -32,7 +32,6 @@ import numpy as np
 __all__ = [
     "Explorer",
     "QuantizedWeights",
-    "EarlyExitPoint",
     "quantization_explorer",
     "pruning_explorer",
     "early_exit_explorer",
@@ -580,28 +579,6 @@ def pruning_explorer(
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EarlyExitPoint:
-    """Accuracy and cost of an early-exit network at one confidence threshold.
-
-    Attributes
-    ----------
-    threshold : float
-        A sample leaves at the first exit whose top probability is at least this.
-    accuracy : float
-        Accuracy of the predictions taken at each sample's exit.
-    average_macs : float
-        Mean MACs per sample (``sum(fraction_i * exit_macs_i)``).
-    fractions : numpy.ndarray
-        Fraction of samples leaving at each exit (sums to 1).
-    """
-
-    threshold: float
-    accuracy: float
-    average_macs: float
-    fractions: np.ndarray
-
-
 def _as_exits(
     exit_probabilities: Sequence[np.ndarray], labels: np.ndarray, exit_macs: Sequence[int]
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -610,9 +587,10 @@ def _as_exits(
             "exit_probabilities must be a list with one (samples, classes) array per exit, not a single array."
         )
     probs = [np.asarray(p, dtype=np.float64) for p in exit_probabilities]
-    if len(probs) < 1:
+    if len(probs) < 2:
         raise ValueError(
-            "exit_probabilities is empty; pass one (samples, classes) array of softmax outputs per exit."
+            f"exit_probabilities has {len(probs)} exit(s); pass one (samples, classes) array of softmax "
+            "outputs per exit, at least two exits."
         )
     y = np.asarray(labels)
     if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.integer):
@@ -644,41 +622,22 @@ def _as_exits(
     return probs, y, macs.astype(np.float64)
 
 
-def _early_exit_point(
-    probs: Sequence[np.ndarray], labels: np.ndarray, macs: np.ndarray, threshold: float
-) -> EarlyExitPoint:
-    """Route each sample to the first exit with top probability >= threshold (the last exit takes the rest)."""
-    n = labels.size
-    exit_of = np.full(n, len(probs) - 1)
-    undecided = np.ones(n, dtype=bool)
-    for i, p in enumerate(probs[:-1]):
-        leave = undecided & (p.max(axis=1) >= threshold)
-        exit_of[leave] = i
-        undecided &= ~leave
-    predictions = np.stack([p.argmax(axis=1) for p in probs])[exit_of, np.arange(n)]
-    fractions = np.bincount(exit_of, minlength=len(probs)) / n
-    return EarlyExitPoint(
-        threshold=float(threshold),
-        accuracy=float(np.mean(predictions == labels)),
-        average_macs=float(fractions @ macs),
-        fractions=fractions,
-    )
-
-
 def early_exit_explorer(
     exit_probabilities: Sequence[np.ndarray], labels: np.ndarray, exit_macs: Sequence[int]
 ) -> Explorer:
     """Explore the confidence threshold of an early-exit network.
 
     A sample leaves at the first exit whose largest softmax probability reaches the
-    threshold; the last exit takes every sample still left. The plot shows accuracy vs
-    average MACs over all thresholds with the current one marked, and the fraction of
-    samples leaving at each exit.
+    threshold; the last exit takes every sample still left (the course's rule,
+    :func:`tinyml_course.early_exit.evaluate_policy`). The plot shows accuracy vs average
+    MACs over all thresholds with the current one marked, and the fraction of samples
+    leaving at each exit.
 
     Parameters
     ----------
     exit_probabilities : sequence of numpy.ndarray
-        One ``(samples, classes)`` array of softmax probabilities per exit, in order.
+        One ``(samples, classes)`` array of softmax probabilities (rows summing to 1) per
+        exit, in network order; at least two exits.
     labels : numpy.ndarray
         Integer class of each sample, shape ``(samples,)``.
     exit_macs : sequence of int
@@ -698,19 +657,21 @@ def early_exit_explorer(
 
     Examples
     --------
-    >>> p = np.array([[0.95, 0.05], [0.6, 0.4]])
+    >>> p = np.array([[0.95, 0.05], [0.6, 0.4]])  # 2 samples, 2 classes
     >>> explorer = early_exit_explorer([p, p], np.array([0, 1]), [100, 300])
     >>> explorer.summary.split(":")[0]
     'threshold 0.90'
     """
+    from tinyml_course.early_exit import evaluate_policy
+
     probs, y, macs = _as_exits(exit_probabilities, labels, exit_macs)
     thresholds = np.linspace(0.0, 1.0, 101)
-    curve = [_early_exit_point(probs, y, macs, t) for t in thresholds]
+    curve = [evaluate_policy(probs, y, macs, t) for t in thresholds]
     curve_macs = np.array([c.average_macs for c in curve])
     curve_acc = np.array([c.accuracy for c in curve])
 
     def draw(state: dict[str, Any]) -> tuple[Any, str]:
-        point = _early_exit_point(probs, y, macs, state["threshold"])
+        point = evaluate_policy(probs, y, macs, state["threshold"])
         figure, (ax_c, ax_f) = _new_figure(10, 3.6, 2)
         ax_c.plot(curve_macs, curve_acc, "-", color="tab:blue", label="thresholds 0 to 1")
         ax_c.plot(
@@ -727,15 +688,16 @@ def early_exit_explorer(
         ax_c.set(
             title="accuracy vs average MACs", xlabel="average MACs per sample", ylabel="accuracy"
         )
+        ax_c.xaxis.set_major_formatter("{x:,.0f}")
         ax_c.legend(fontsize="small")
         labels_x = [f"exit {i + 1}\n{int(m):,} MACs" for i, m in enumerate(macs)]
-        bars = ax_f.bar(labels_x, point.fractions, color="tab:green")
-        ax_f.bar_label(bars, labels=[f"{f:.0%}" for f in point.fractions])
+        bars = ax_f.bar(labels_x, point.exit_fractions, color="tab:green")
+        ax_f.bar_label(bars, labels=[f"{f:.0%}" for f in point.exit_fractions])
         ax_f.set(title="fraction of samples leaving at each exit", ylabel="fraction", ylim=(0, 1.1))
         figure.suptitle(
             f"threshold {point.threshold:.2f}: accuracy {point.accuracy:.4f}, average MACs {point.average_macs:,.0f} ({point.average_macs / macs[-1]:.0%} of the full network)"
         )
-        fractions = ", ".join(f"{f:.1%}" for f in point.fractions)
+        fractions = ", ".join(f"{f:.1%}" for f in point.exit_fractions)
         summary = f"threshold {point.threshold:.2f}: accuracy {point.accuracy:.4f}, average MACs {point.average_macs:,.0f}, leaving at each exit: {fractions}"
         return figure, summary
 
