@@ -68,7 +68,12 @@ def test_encode_frame_refuses_unquantized_pixels() -> None:
 
 
 def test_byte_by_byte_equals_all_at_once() -> None:
-    stream = b"xx" + encode(MessageType.INFO, seq=1) + encode_gray(np.full(16, 7, np.uint8), seq=2) + b"\xa5"
+    stream = (
+        b"xx"
+        + encode(MessageType.INFO, seq=1)
+        + encode_gray(np.full(16, 7, np.uint8), seq=2)
+        + b"\xa5"
+    )
     whole = Decoder().feed(stream)
     decoder = Decoder()
     pieces = [event for byte in stream for event in decoder.feed(bytes([byte]))]
@@ -88,7 +93,11 @@ def test_bad_checksum_is_reported_and_the_next_frame_survives() -> None:
     bad = bytearray(encode(MessageType.FRAME, bytes(100), seq=5))
     bad[20] ^= 0x10
     events = Decoder().feed(bytes(bad) + encode(MessageType.INFO, seq=6))
-    assert isinstance(events[0], DecodeError) and events[0].code == ErrorCode.BAD_CRC and events[0].seq == 5
+    assert (
+        isinstance(events[0], DecodeError)
+        and events[0].code == ErrorCode.BAD_CRC
+        and events[0].seq == 5
+    )
     assert events[-1] == Message(MessageType.INFO, 6, b"")
 
 
@@ -125,7 +134,9 @@ def test_expire_turns_a_stalled_frame_into_a_timeout() -> None:
     event = decoder.expire()
     assert event is not None and event.code == ErrorCode.TIMEOUT and event.seq == 21
     assert decoder.pending == 0
-    assert decoder.feed(b"\xa5") == [] and decoder.expire() is None  # a lone sync byte is just dropped
+    assert (
+        decoder.feed(b"\xa5") == [] and decoder.expire() is None
+    )  # a lone sync byte is just dropped
 
 
 def test_random_noise_never_crashes_and_frames_still_decode() -> None:
