@@ -1,7 +1,7 @@
 """The course in a real browser: JupyterLab driven by Debian's Chromium through Playwright.
 
-For notebook 00, notebook 02 (the quantization explorer) and a small notebook showing all
-three explorers, the test opens the notebook in JupyterLab, runs all cells with JupyterLab's
+For notebook 00, every course notebook that shows an explorer (02 quantization, 05 early
+exits, ...) and a small notebook showing all three explorers, the test opens the notebook in JupyterLab, runs all cells with JupyterLab's
 own Run All command, waits for the kernel to go idle, checks that no cell shows an error,
 then moves each explorer's slider (keyboard on the slider handle, as a user would) and
 checks that the explorer's numbers and plot changed. Screenshots and timings go to
@@ -39,8 +39,21 @@ from tinyml_course.paths import repo_root, results_dir
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = repo_root()
-# (notebook stem, must it show an explorer?)
-NOTEBOOKS = [("00_tinyml_budget", False), ("02_quantization", True), ("explorers", True)]
+
+
+def _notebooks() -> list[tuple[str, bool]]:
+    """(stem, shows an explorer?): notebook 00, every course notebook whose code calls an
+    explorer (02 quantization, 05 early exits, ...), and the small all-explorers notebook."""
+    found = [("00_tinyml_budget", False)]
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        if path.stem != "00_tinyml_budget" and "_explorer(" in code:
+            found.append((path.stem, True))
+    return [*found, ("explorers", True)]
+
+
+NOTEBOOKS = _notebooks()
 
 
 @pytest.fixture(scope="module")
