@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +47,29 @@ def ensure_chromium(*, timeout: float = 1200) -> tuple[Path | None, str]:
     """
     if CHROMIUM.exists():
         return CHROMIUM, ""
+    # pytest-xdist workers may get here together: one installs, the others wait for it.
+    with _install_lock():
+        return _install_chromium(timeout)
+
+
+@contextmanager
+def _install_lock() -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX; apt-get is not there either
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / "tinyml-course-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _install_chromium(timeout: float) -> tuple[Path | None, str]:
+    if CHROMIUM.exists():  # another worker installed it meanwhile
+        return CHROMIUM, ""
     if shutil.which("apt-get") is None:
         return (
             None,
@@ -60,7 +84,7 @@ def ensure_chromium(*, timeout: float = 1200) -> tuple[Path | None, str]:
     log = []
     for command in (
         ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "fonts-liberation"],
     ):
         try:
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
@@ -348,6 +372,10 @@ def run_all_cells(page: Any, relative: str, *, timeout: float = 900) -> dict[str
 
     def finished() -> dict[str, Any] | None:
         state = notebook_state(page, relative)
+        if state.get("kernel") in ("dead", "autorestarting", "restarting"):
+            raise RuntimeError(
+                f"the kernel of {relative} died while running (out of memory?): {state.get('kernel')}"
+            )
         cells = [c for c in state["cells"] if c["source"]]
         stopped = any(c["errors"] for c in cells)
         done = state["kernel"] == "idle" and not any(c["running"] for c in cells)

@@ -4,7 +4,7 @@ For notebook 00, every course notebook that shows an explorer (02 quantization, 
 exits, ...) and a small notebook showing all three explorers, the test opens the notebook in JupyterLab, runs all cells with JupyterLab's
 own Run All command, waits for the kernel to go idle, checks that no cell shows an error,
 then moves each explorer's slider (keyboard on the slider handle, as a user would) and
-checks that the explorer's numbers and plot changed. Screenshots and timings go to
+checks that the explorer's numbers and plot changed. Screenshots and timings (``<notebook>.json``) go to
 ``results/browser/`` (ignored by git).
 
 Set-up installs Debian's ``chromium`` with apt-get when ``/usr/bin/chromium`` is missing;
@@ -109,10 +109,8 @@ def browser(chromium):
 
 
 def _record(screenshots: Path, stem: str, entry: dict[str, Any]) -> None:
-    path = screenshots / "timings.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[stem] = entry
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    """Timings and explorer moves of one notebook (one file each: xdist workers run in parallel)."""
+    (screenshots / f"{stem}.json").write_text(json.dumps(entry, indent=2, sort_keys=True))
 
 
 def _move_slider(page: Any, explorer: Any) -> str:
