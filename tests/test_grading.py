@@ -1,0 +1,312 @@
+"""The autograding system: every lab is honest, exercises do not drift, bad submissions never break a batch.
+
+Generic over every ``solutions/<lab>/<lab>.ipynb``: a lab added later is picked up here
+automatically and must bring ``tests/grading/wrong_answers/<lab>.json`` (answer-cell
+grade_id -> source of a plausible wrong answer).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tinyml_course.paths import repo_root
+
+ROOT = repo_root()
+LABS = sorted(
+    p.parent.name
+    for p in (ROOT / "solutions").glob("*/*.ipynb")
+    if p.stem == p.parent.name and re.match(r"^lab\d\d_", p.stem)
+)
+WRONG = ROOT / "tests" / "grading" / "wrong_answers"
+BATCH_TIMEOUT = 45  # seconds per cell in the bad batch: the endless loop costs this, twice
+
+
+def _nbgrader(cell: dict) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _solution(lab: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+
+
+def _answer_sources(lab: str) -> dict[str, str]:
+    """grade_id -> solution source of every answer cell."""
+    return {
+        _nbgrader(c)["grade_id"]: c.source
+        for c in _solution(lab).cells
+        if _nbgrader(c).get("solution") and not _nbgrader(c).get("grade")
+    }
+
+
+def _release(lab: str, workspace: Path) -> nbformat.NotebookNode:
+    from tinyml_course.grading import generate_assignment
+
+    release = generate_assignment(lab, workspace)
+    return nbformat.read(release / f"{lab}.ipynb", as_version=4)
+
+
+def _filled(release: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """The student version with the given answer cells filled in, as a student would submit it."""
+    nb = copy.deepcopy(release)
+    for cell in nb.cells:
+        grade_id = _nbgrader(cell).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
+def _write(folder: Path, student: str, lab: str, nb: nbformat.NotebookNode | str) -> None:
+    path = folder / student / f"{lab}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(nb, str):
+        path.write_text(nb)
+    else:
+        nbformat.write(nb, path)
+
+
+def _wrong_answers(lab: str) -> dict[str, str]:
+    path = WRONG / f"{lab}.json"
+    assert path.is_file(), (
+        f"{lab} has no plausible wrong submission: add {path.relative_to(ROOT)}, a JSON object mapping "
+        "answer-cell grade_ids to the source of a plausible wrong answer (it must score strictly between 0 and max)."
+    )
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------- fast checks
+@pytest.mark.parametrize("lab", LABS)
+def test_lab_has_plausible_wrong_answers(lab: str) -> None:
+    wrong = _wrong_answers(lab)
+    answers = _answer_sources(lab)
+    assert wrong, f"{WRONG / (lab + '.json')} is empty."
+    unknown = sorted(set(wrong) - set(answers))
+    assert not unknown, (
+        f"{lab}: wrong_answers names {unknown}, which are not answer cells; answer cells: {sorted(answers)}"
+    )
+    same = [k for k, v in wrong.items() if v.strip() == answers[k].strip()]
+    assert not same, f"{lab}: the 'wrong' answers {same} are the solution itself."
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_lab_metadata_follows_the_course_format(lab: str) -> None:
+    nb = _solution(lab)
+    ids = [_nbgrader(c).get("grade_id") for c in nb.cells if _nbgrader(c)]
+    assert len(ids) == len(set(ids)), (
+        f"{lab}: duplicate grade_ids {sorted({i for i in ids if ids.count(i) > 1})}"
+    )
+    tests = [c for c in nb.cells if _nbgrader(c).get("grade")]
+    assert tests, f"{lab} has no graded test cell"
+    for cell in nb.cells:
+        meta = _nbgrader(cell)
+        if not meta:
+            continue
+        assert meta.get("schema_version") == 3, (
+            f"{lab}/{meta.get('grade_id')}: nbgrader schema_version must be 3"
+        )
+        if meta.get("grade"):
+            assert cell.cell_type == "code" and meta.get("locked") and not meta.get("solution"), (
+                f"{lab}/{meta['grade_id']}: test cells are code, locked, not solution"
+            )
+            assert float(meta.get("points", 0)) > 0, (
+                f"{lab}/{meta['grade_id']}: a test cell needs points > 0"
+            )
+        elif meta.get("solution") and cell.cell_type == "code":
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source, (
+                f"{lab}/{meta['grade_id']}: answer cells hold the answer between ### BEGIN SOLUTION and ### END SOLUTION"
+            )
+
+
+def test_collect_reports_missing_and_invalid_notebooks(tmp_path: Path) -> None:
+    from tinyml_course.grading import collect
+
+    lab = "lab00_budget"
+    _write(tmp_path, "nested_ok", lab, "{}")
+    (tmp_path / "nested_ok" / f"{lab}.ipynb").unlink()
+    nested = tmp_path / "nested_ok" / lab / f"{lab}.ipynb"
+    nested.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), nested)
+    _write(tmp_path, "broken", lab, "{ not json")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "__MACOSX").mkdir()
+    subs = {s.student: s for s in collect(lab, tmp_path)}
+    assert sorted(subs) == ["broken", "empty", "nested_ok"]
+    assert subs["nested_ok"].problem == "" and subs["nested_ok"].notebook == nested
+    assert subs["broken"].status == "invalid" and "not a valid notebook" in subs["broken"].problem
+    assert subs["empty"].status == "missing" and f"{lab}.ipynb" in subs["empty"].problem
+
+
+def test_limited_command_wraps_only_with_a_limit() -> None:
+    from tinyml_course.grading_kernel import limited_command
+
+    assert limited_command(["python", "-m", "ipykernel_launcher"], 0) == [
+        "python",
+        "-m",
+        "ipykernel_launcher",
+    ]
+    wrapped = limited_command(["python", "-m", "ipykernel_launcher"], 512)
+    assert wrapped[-3:] == ["python", "-m", "ipykernel_launcher"] and "512" in wrapped
+    with pytest.raises(ValueError, match="memory_limit_mb"):
+        limited_command(["python"], -1)
+
+
+def test_unknown_lab_is_a_clear_error(tmp_path: Path) -> None:
+    from tinyml_course.grading import GradingError, autograde
+
+    with pytest.raises(GradingError, match="unknown lab"):
+        autograde("lab99_nothing", tmp_path, workspace=tmp_path / "ws")
+
+
+# --------------------------------------------------------------------------- slow: nbgrader end to end
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_exercises_match_solutions(lab: str) -> None:
+    from tinyml_course.grading import check_release
+
+    problems = check_release([lab])
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_lab_is_honest(lab: str, tmp_path: Path) -> None:
+    """Blank release 0, solution full marks, a plausible wrong answer strictly between; max > 0."""
+    from tinyml_course.grading import autograde, format_table
+
+    workspace = tmp_path / "workspace"
+    release = _release(lab, workspace)
+    wrong = _wrong_answers(lab)
+    answers = _answer_sources(lab)
+    subs = tmp_path / "submissions"
+    _write(subs, "blank", lab, release)
+    _write(subs, "solution", lab, _filled(release, answers))
+    _write(subs, "wrong", lab, _filled(release, {**answers, **wrong}))
+    results = {r.student: r for r in autograde(lab, subs, workspace=workspace, feedback=False)}
+    table = format_table(list(results.values()))
+    maximum = results["solution"].max_score
+    assert maximum > 0, table
+    assert results["blank"].score == 0, f"the blank release of {lab} must score 0:\n{table}"
+    assert results["solution"].score == maximum and results["solution"].status == "full", (
+        f"the solution of {lab} must score full marks:\n{table}"
+    )
+    assert 0 < results["wrong"].score < maximum, (
+        f"the plausible wrong answer of {lab} must score strictly between 0 and {maximum}:\n{table}"
+    )
+
+
+def _bad_batch(lab: str, release: nbformat.NotebookNode, folder: Path) -> None:
+    answers = _answer_sources(lab)
+    good = _filled(release, answers)
+    _write(folder, "good", lab, good)
+    _write(folder, "good_too", lab, good)
+    _write(
+        folder,
+        "syntax_error",
+        lab,
+        _filled(release, {**answers, "q2_answer": "def conv2d_macs(kernel, c_in\n    return 0\n"}),
+    )
+    _write(
+        folder,
+        "endless_loop",
+        lab,
+        _filled(release, {**answers, "q1_answer": "while True:\n    pass\n"}),
+    )
+    hog = "_hog = np.zeros(8 * 2**30, dtype=np.uint8)  # 8 GiB\n" + answers["q1_answer"]
+    _write(folder, "memory_hog", lab, _filled(release, {**answers, "q1_answer": hog}))
+    # Wrong answers behind tampered tests: q1's test replaced by `pass`, q3's test cell deleted.
+    tampered = _filled(
+        release,
+        {
+            **answers,
+            "q1_answer": "def param_bytes(num_params, precision):\n    return 0\n",
+            "q3_answer": "def peak_activation_bytes(shapes, bytes_per_value):\n    return 0\n",
+        },
+    )
+    for cell in tampered.cells:
+        if _nbgrader(cell).get("grade_id") == "q1_test":
+            cell.source = "pass"
+    tampered.cells = [c for c in tampered.cells if _nbgrader(c).get("grade_id") != "q3_test"]
+    _write(folder, "tampered", lab, tampered)
+    _write(folder, "not_json", lab, "this is not a notebook {")
+    (folder / "missing").mkdir()
+    (folder / "missing" / "notes.txt").write_text("I forgot to attach it")
+
+
+@pytest.mark.slow
+def test_bad_submissions_never_break_the_batch(tmp_path: Path) -> None:
+    """lab00: every failure mode is graded or reported with a reason, twice, with identical scores."""
+    from tinyml_course.grading import autograde, export_grades, format_table
+
+    lab = "lab00_budget"
+    workspace = tmp_path / "workspace"
+    release = _release(lab, workspace)
+    batch = tmp_path / "batch"
+    _bad_batch(lab, release, batch)
+
+    first = {
+        r.student: r for r in autograde(lab, batch, workspace=workspace, timeout=BATCH_TIMEOUT)
+    }
+    table = format_table(list(first.values()))
+    maximum = first["good"].max_score
+    assert maximum > 0
+    for student in ("good", "good_too"):
+        assert first[student].score == maximum and first[student].status == "full", table
+    assert (
+        first["syntax_error"].status == "partial" and "SyntaxError" in first["syntax_error"].reason
+    ), table
+    assert (
+        first["endless_loop"].status == "partial" and "timed out" in first["endless_loop"].reason
+    ), table
+    assert (
+        first["memory_hog"].status == "partial" and "MemoryError" in first["memory_hog"].reason
+    ), table
+    tampered = first["tampered"]
+    assert 0 < tampered.score < maximum, table
+    assert (
+        "q1_test was edited: restored" in tampered.reason
+        and "q3_test was deleted: restored" in tampered.reason
+    ), table
+    assert (
+        "q1_test: CheckFailed" in tampered.reason and "q3_test: CheckFailed" in tampered.reason
+    ), table
+    assert first["not_json"].status == "invalid" and first["not_json"].score == 0, table
+    assert first["missing"].status == "missing" and first["missing"].score == 0, table
+
+    # Feedback for everyone graded, the CSV for everyone (students with no graded submission: 0).
+    for student in ("good", "syntax_error", "tampered"):
+        assert (workspace / "feedback" / student / lab / f"{lab}.html").is_file()
+    rows = {
+        row["student_id"]: row for row in csv.DictReader(export_grades(workspace=workspace).open())
+    }
+    assert set(rows) == set(first), rows.keys()
+    assert float(rows["good"]["score"]) == maximum and float(rows["not_json"]["score"]) == 0
+
+    # Again, from a zip of the batch without one good student: same scores, nothing lost.
+    shutil.rmtree(batch / "good_too")
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(batch.rglob("*")):
+            zf.write(path, Path("class_of_2026") / path.relative_to(batch))
+    second = {
+        r.student: r
+        for r in autograde(lab, archive, workspace=workspace, timeout=BATCH_TIMEOUT, feedback=False)
+    }
+    assert set(second) == set(first) - {"good_too"}
+    for student, result in second.items():
+        assert (result.score, result.status) == (first[student].score, first[student].status), (
+            f"{student}: first {first[student]}, second {result}"
+        )
+    rows = {
+        row["student_id"]: row for row in csv.DictReader(export_grades(workspace=workspace).open())
+    }
+    assert float(rows["good_too"]["score"]) == maximum, (
+        "the earlier result of a student not in the second batch was lost"
+    )
