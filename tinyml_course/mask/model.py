@@ -31,8 +31,17 @@ DEFAULT_SIZE = 16
 TRAIN_FACES = 4000
 """Synthetic faces in the default training set (each also used mirrored)."""
 
+DEFAULT_WIDTH = 12
+"""Filters of the first convolution of the course model (the second has twice as many)."""
 
-def build_mask_model(size: int = 10, *, width: int = 8, name: str | None = None) -> Any:
+EPOCHS = 20
+"""Training epochs of the course model."""
+
+REAL_REPEATS = 6
+"""How often each real training face is repeated (with a new box jitter) among the synthetic ones."""
+
+
+def build_mask_model(size: int = 10, *, width: int = DEFAULT_WIDTH, name: str | None = None) -> Any:
     """The course's tiny mask CNN for ``size x size x 1`` inputs in [0, 1].
 
     ``Conv2D(width, 3) -> MaxPool -> Conv2D(2*width, 3) -> MaxPool -> Flatten -> Dense(1, sigmoid)``,
@@ -166,7 +175,7 @@ def train_mask_model(
     y: np.ndarray,
     *,
     model: Any = None,
-    epochs: int = 12,
+    epochs: int = EPOCHS,
     batch_size: int = 64,
     learning_rate: float = 3e-3,
     flips: bool = True,
@@ -265,8 +274,63 @@ def _valid_cache(data: bytes, size: int) -> bool:
     return info.shape == (1, size, size, 1) and np.dtype(info.dtype) == np.int8
 
 
+def training_data(
+    size: int,
+    *,
+    n_synthetic: int = TRAIN_FACES,
+    real: Any = None,
+    real_people: Any = None,
+    real_repeats: int = REAL_REPEATS,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The course model's training set: synthetic faces, plus real faces of some people.
+
+    Parameters
+    ----------
+    size : int
+        Input side.
+    n_synthetic : int
+        Generated faces (crops with a little box jitter).
+    real : RealFaceSet, optional
+        Real faces (:func:`~tinyml_course.mask.real_faces.load_real_faces`); omitted: synthetic only.
+    real_people : array-like of int, optional
+        The people (``real.person`` ids) whose faces may be trained on; default
+        :func:`~tinyml_course.mask.real_faces.split_people`'s training half. Keep the people
+        you test on out of it.
+    real_repeats : int
+        Copies of each real face, each with a different box jitter.
+
+    Returns
+    -------
+    (x, y)
+        Float inputs ``(n, size, size, 1)`` and float labels.
+    """
+    size = _check_size(size)
+    x, y, _ = synthetic_data(n_synthetic, size, seed=seed)
+    if real is None:
+        return x, y
+    from tinyml_course.mask.real_faces import split_people
+
+    people = split_people()[0] if real_people is None else np.asarray(real_people)
+    keep = np.isin(real.person, people)
+    if not keep.any():
+        raise ValueError("real_people selects no real face; pass person ids from real.person.")
+    xs, ys = [x], [y]
+    for repeat in range(int(real_repeats)):
+        crops = crops_from_boxes(
+            real.images[keep], real.boxes[keep], size, jitter=0.08, seed=seed + 100 + repeat
+        )
+        xs.append(to_input(crops))
+        ys.append(real.labels[keep].astype(np.float32))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def default_model(size: int | None = None, *, retrain: bool = False, verbose: int = 1) -> bytes:
     """The course's trained full-int8 mask model, trained and cached on first use.
+
+    Trained on :data:`TRAIN_FACES` synthetic faces and on the real faces of the training half
+    of the people (:func:`~tinyml_course.mask.real_faces.split_people`), so the other half
+    stays an honest test set.
 
     Parameters
     ----------
@@ -276,7 +340,7 @@ def default_model(size: int | None = None, *, retrain: bool = False, verbose: in
     retrain : bool
         Train again even when a cached model exists.
     verbose : int
-        Keras verbosity while training (1: progress bar).
+        Keras verbosity while training (1: progress bar, 2: a line per epoch).
 
     Returns
     -------
@@ -294,8 +358,10 @@ def default_model(size: int | None = None, *, retrain: bool = False, verbose: in
         data = path.read_bytes()
         if _valid_cache(data, size):
             return data
-    x, y, _ = synthetic_data(TRAIN_FACES, size, seed=0)
-    model = train_mask_model(x, y, verbose=verbose)
+    from tinyml_course.mask.real_faces import load_real_faces
+
+    x, y = training_data(size, real=load_real_faces())
+    model = train_mask_model(x, y, model=build_mask_model(size), verbose=verbose)
     data = to_int8_tflite(model, x)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
