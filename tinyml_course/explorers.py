@@ -408,15 +408,19 @@ def quantization_explorer(weights: np.ndarray) -> Explorer:
         scale, zp = result.scale[channel], result.zero_point[channel]
         grid = (np.arange(result.qmin, result.qmax + 1) - zp) * scale
         levels = result.qmax - result.qmin + 1
+        # Few levels: full-height lines. Many: a rug of ticks under the bars, so both stay readable.
+        top = 1.0 if levels <= 32 else 0.06
         ax_w.vlines(
             grid,
             0,
-            1,
+            top,
             transform=ax_w.get_xaxis_transform(),
             colors="tab:red",
-            alpha=0.9 if levels <= 16 else 0.25,
+            alpha=0.9 if levels <= 32 else 0.6,
             linewidth=0.8,
+            label="quantization grid",
         )
+        ax_w.legend(loc="upper right", fontsize="small")
         which = (
             f"channel {channel}, the widest" if result.scale.size > 1 else "one grid for the tensor"
         )
@@ -426,6 +430,10 @@ def quantization_explorer(weights: np.ndarray) -> Explorer:
             ylabel="count",
         )
         ax_e.hist(result.error.ravel(), bins=80, color="tab:orange")
+        # Rounding never moves a weight by more than half a step (the widest channel's step).
+        ax_e.axvline(-scale / 2, color="tab:red", linestyle="--", linewidth=1, label="± scale / 2")
+        ax_e.axvline(scale / 2, color="tab:red", linestyle="--", linewidth=1)
+        ax_e.legend(loc="upper right", fontsize="small")
         ax_e.set(title="error = dequantized - weight", xlabel="error", ylabel="count")
         figure.suptitle(
             f"{bits}-bit {state['scheme']} {state['granularity']}: MSE {result.mse:.3g}, max |error| {result.max_error:.3g}"
