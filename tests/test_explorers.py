@@ -251,6 +251,8 @@ def test_widget_controls_drive_the_plot() -> None:
     toggles = [c for c in view.children if isinstance(c, widgets.ToggleButtons)]
     toggles[1].value = "asymmetric"
     assert explorer.state == {"bits": 2, "granularity": "per-channel", "scheme": "asymmetric"}
+    explorer.update(bits=6)  # from code: the slider follows
+    assert sliders[0].value == 6 and images[0].value == explorer.png()
     assert isinstance(explorer, Explorer) and "asymmetric" in repr(explorer)
 
 

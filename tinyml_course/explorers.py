@@ -137,9 +137,12 @@ class Explorer:
         self._draw = draw
         self.state: dict[str, Any] = {c.name: c.default for c in controls}
         self.figure, self.summary = self._draw(dict(self.state))
+        self._png: bytes | None = None
         self._widget: Any = None
         self._image: Any = None
         self._html: Any = None
+        self._inputs: dict[str, Any] = {}
+        self._syncing = False
 
     # -- state ---------------------------------------------------------------------
     def update(self, **changes: Any) -> Explorer:
@@ -172,17 +175,27 @@ class Explorer:
         self.state = new_state
         old = self.figure
         self.figure, self.summary = self._draw(dict(self.state))
+        self._png = None
         del old
         if self._image is not None:
             self._image.value = self.png()
             self._html.value = _html_summary(self.summary)
+            self._syncing = True  # an update from code moves the controls too, without a redraw
+            try:
+                for name, box in self._inputs.items():
+                    if box.value != self.state[name]:
+                        box.value = self.state[name]
+            finally:
+                self._syncing = False
         return self
 
     def png(self) -> bytes:
-        """The current plot as PNG bytes."""
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=90)
-        return buffer.getvalue()
+        """The current plot as PNG bytes (rendered once per state)."""
+        if self._png is None:
+            buffer = io.BytesIO()
+            self.figure.savefig(buffer, format="png", dpi=90)
+            self._png = buffer.getvalue()
+        return self._png
 
     # -- display -------------------------------------------------------------------
     @property
@@ -224,6 +237,7 @@ class Explorer:
             box.add_class(f"tinyml-control-{control.name}")
             box.observe(self._on_change(control.name), names="value")
             inputs.append(box)
+            self._inputs[control.name] = box
         self._html = widgets.HTML(value=_html_summary(self.summary))
         self._html.add_class("tinyml-explorer-summary")
         self._image = widgets.Image(value=self.png(), format="png")
@@ -236,7 +250,8 @@ class Explorer:
 
     def _on_change(self, name: str) -> Callable[[dict[str, Any]], None]:
         def handler(change: dict[str, Any]) -> None:
-            self.update(**{name: change["new"]})
+            if not self._syncing:
+                self.update(**{name: change["new"]})
 
         return handler
 
