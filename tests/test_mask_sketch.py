@@ -326,3 +326,27 @@ def test_sketch_answers_byte_for_byte_like_the_virtual_device(
         assert run_harness(harness, stream) == _python_device_replies(stream, model_bytes, arena), (
             f"trial {trial}"
         )
+
+
+@needs_gpp
+def test_cli_sketch_command_writes_and_checks(model_bytes, tmp_path, capsys, monkeypatch) -> None:
+    from tinyml_course.cli import main
+
+    monkeypatch.setenv("TINYML_COURSE_RESULTS", str(tmp_path / "results"))  # the build folder
+
+    model_file = tmp_path / "mask.tflite"
+    model_file.write_bytes(model_bytes)
+    assert (
+        main(
+            ["mask", "sketch", str(tmp_path / "out"), "--model", str(model_file), "--arena", "8192"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "sketch written to" in out and "compiled OK" in out
+    (tmp_path / "out" / "mask_detector" / "mask_detector.ino").write_text("// mine\n")
+    assert (
+        main(["mask", "sketch", str(tmp_path / "out"), "--model", str(model_file), "--no-check"])
+        == 2
+    )
+    assert "overwrite" in capsys.readouterr().err

@@ -106,7 +106,7 @@ def _cmd_virtual_device(args: argparse.Namespace) -> int:
         return 2
     try:
         return run_foreground(model, arena_size=args.arena, quiet=args.quiet)
-    except (NotInt8ModelError, ValueError) as err:
+    except (NotInt8ModelError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tty
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,6 +201,13 @@ def open_pty() -> tuple[int, int, str]:
     Both ends are set raw (no echo, no line editing, no CR/LF translation): a serial link
     carries bytes, and echo would send the device its own replies.
     """
+    if not hasattr(os, "openpty"):
+        raise OSError(
+            "the virtual device needs a POSIX pseudo-terminal (Linux or macOS); on Windows run it in WSL, "
+            "or stream to a real ESP32 with --port COMn."
+        )
+    import tty
+
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)
