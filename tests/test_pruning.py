@@ -177,3 +177,20 @@ def test_cluster_weights_validates() -> None:
         pruning.cluster_weights(_small_cnn(), 1)
     with pytest.raises(ValueError, match="init"):
         pruning.cluster_weights(_small_cnn(), 8, init="kmeans")
+
+
+def test_prune_low_magnitude_per_layer_targets() -> None:
+    from tinyml_course.models import compile_classifier
+
+    x, y = _random_data()
+    wrapped = pruning.prune_low_magnitude(
+        _small_cnn(), {"conv2": 0.5, "dense1": 0.9}, end_step=8, frequency=2
+    )
+    compile_classifier(wrapped)
+    wrapped.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=pruning.pruning_callbacks())
+    sparsity = pruning.model_sparsity(pruning.strip_pruning(wrapped))
+    assert abs(sparsity["dense1"] - 0.9) < 0.01
+    assert abs(sparsity["conv2"] - 0.5) < 0.01
+    assert sparsity["conv1"] < 0.1 and sparsity["logits"] < 0.1
+    with pytest.raises(ValueError, match="not in the model"):
+        pruning.prune_low_magnitude(_small_cnn(), {"dense9": 0.5}, end_step=8)

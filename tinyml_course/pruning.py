@@ -214,7 +214,7 @@ def structured_prune(
 ) -> Any:
     """Rebuild a ``keras.Sequential`` model without its lowest-L1 filters.
 
-    For every layer named in ``keep`` (Conv2D, DepthwiseConv2D's producers, Dense), only the
+    For every layer named in ``keep`` (Conv2D or Dense), only the
     filters/units of largest L1 norm are kept; the following layers lose the matching
     input channels (through pooling, batch norm, ``Flatten`` and depthwise layers), so the
     result is a smaller dense model with the surviving weights copied in. Fine-tune it
@@ -365,7 +365,7 @@ def _tfmot() -> Any:
 
 def prune_low_magnitude(
     model: Any,
-    target_sparsity: float,
+    target_sparsity: float | Mapping[str, float],
     *,
     end_step: int,
     begin_step: int = 0,
@@ -383,9 +383,11 @@ def prune_low_magnitude(
     Parameters
     ----------
     model : keras.Model
-        A built tf-keras model (trained weights are the usual start).
-    target_sparsity : float
-        Final fraction of zero weights in every pruned kernel, in ``[0, 1)``.
+        A built tf-keras Sequential or functional model (trained weights are the usual start).
+    target_sparsity : float or mapping
+        Final fraction of zero weights in every kernel, in ``[0, 1)``; or
+        ``{layer name: sparsity}`` to prune only those layers, each to its own target
+        (layers differ in how many weights they hold and how much they tolerate).
     end_step : int
         Training step (batch) at which the target is reached; keep training a little after.
     begin_step, initial_sparsity, frequency
@@ -394,10 +396,32 @@ def prune_low_magnitude(
     Returns
     -------
     keras.Model
-        The wrapped model (compile it before training).
+        The wrapped model (compile it before training). Like tfmot, it reuses the layers of
+        ``model``, so training it changes ``model`` too: pass a copy to keep the original.
+
+    Examples
+    --------
+    >>> wrapped = prune_low_magnitude(model, 0.8, end_step=400)  # doctest: +SKIP
+    >>> wrapped = prune_low_magnitude(model, {"dense1": 0.9}, end_step=400)  # doctest: +SKIP
     """
-    target = _check_sparsity(target_sparsity, "target_sparsity")
     initial = _check_sparsity(initial_sparsity, "initial_sparsity")
+    if isinstance(target_sparsity, Mapping):
+        if not target_sparsity:
+            raise ValueError(
+                "target_sparsity is an empty mapping; name at least one layer, e.g. {'dense1': 0.9}."
+            )
+        names = [layer.name for layer in getattr(model, "layers", [])]
+        unknown = sorted(set(target_sparsity) - set(names))
+        if unknown:
+            raise ValueError(
+                f"target_sparsity names layers {unknown} that are not in the model; its layers are {names}."
+            )
+        targets = {
+            name: _check_sparsity(v, f"target_sparsity[{name!r}]")
+            for name, v in target_sparsity.items()
+        }
+    else:
+        targets = {"": _check_sparsity(target_sparsity, "target_sparsity")}
     if int(end_step) <= int(begin_step):
         raise ValueError(
             f"end_step={end_step} must be after begin_step={begin_step}; use about (steps per epoch) x (epochs - 1)."
@@ -407,14 +431,30 @@ def prune_low_magnitude(
             f"frequency={frequency} must be >= 1 (training steps between mask updates)."
         )
     tfmot = _tfmot()
-    schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=initial,
-        final_sparsity=target,
-        begin_step=int(begin_step),
-        end_step=int(end_step),
-        frequency=int(frequency),
-    )
-    return tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+
+    def schedule(target: float) -> Any:
+        return tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=min(initial, target),
+            final_sparsity=target,
+            begin_step=int(begin_step),
+            end_step=int(end_step),
+            frequency=int(frequency),
+        )
+
+    if "" in targets:
+        return tfmot.sparsity.keras.prune_low_magnitude(
+            model, pruning_schedule=schedule(targets[""])
+        )
+    from tinyml_course._setup import get_keras
+
+    def wrap(layer: Any) -> Any:  # the tfmot guide's per-layer recipe
+        if layer.name in targets:
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                layer, pruning_schedule=schedule(targets[layer.name])
+            )
+        return layer
+
+    return get_keras().models.clone_model(model, clone_function=wrap)
 
 
 def pruning_callbacks() -> list[Any]:
