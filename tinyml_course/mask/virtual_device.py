@@ -376,13 +376,26 @@ def run_foreground(
         flush=True,
     )
     print(f"  try: tinyml-course mask stream --port {port} IMAGE...   (Ctrl-C to stop)", flush=True)
+    stop = {"now": False}
+
+    def _on_term(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    previous = signal.signal(signal.SIGTERM, _on_term)  # `kill PID` stops it cleanly too
     try:
-        serve(master, device, log=None if quiet else (lambda line: print(line, flush=True)))
+        serve(
+            master,
+            device,
+            should_stop=lambda: stop["now"],
+            log=None if quiet else (lambda line: print(line, flush=True)),
+        )
     except KeyboardInterrupt:
-        print("stopped", flush=True)
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         os.close(master)
         os.close(slave)
+    print("stopped", flush=True)
     return 0
 
 
