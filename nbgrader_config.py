@@ -19,6 +19,7 @@ c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this 
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 _WORK = os.path.join(_ROOT, "results", "grading")
+os.makedirs(_WORK, exist_ok=True)  # SQLite cannot create the gradebook in a missing folder
 
 # --- Folders: sources and releases in the repository, grading work under results/grading/.
 c.CourseDirectory.course_id = "tinyml-course"
@@ -37,6 +38,8 @@ c.CourseDirectory.ignore = [
     "*.tflite",
     "*.h5",
 ]
+
+c.CsvExportPlugin.to = os.path.join(_WORK, "grades.csv")  # `nbgrader export`, not into the repo
 
 # --- Student version: answers become `raise NotImplementedError()`; hidden tests removed.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

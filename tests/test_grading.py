@@ -165,6 +165,82 @@ def test_unknown_lab_is_a_clear_error(tmp_path: Path) -> None:
         autograde("lab99_nothing", tmp_path, workspace=tmp_path / "ws")
 
 
+def test_grade_command_lists_labs_and_reports_bad_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tinyml_course.cli import main
+
+    assert main(["grade", "labs"]) == 0
+    assert "lab00_budget" in capsys.readouterr().out.split()
+    missing = tmp_path / "no_such_folder"
+    assert (
+        main(
+            [
+                "grade",
+                "autograde",
+                "lab00_budget",
+                str(missing),
+                "--workspace",
+                str(tmp_path / "ws"),
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_zip_of_a_class_folder_is_unwrapped_and_checked(tmp_path: Path) -> None:
+    from tinyml_course.grading import GradingError, _unpack
+
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("class_of_2026/alice/lab00_budget.ipynb", "{}")
+        zf.writestr("class_of_2026/bob/lab00_budget/lab00_budget.ipynb", "{}")
+        zf.writestr("__MACOSX/._alice", "")
+    folder = _unpack(archive, tmp_path / "scratch", "lab00_budget")
+    assert sorted(p.name for p in folder.iterdir()) == ["alice", "bob"]
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../outside.ipynb", "{}")
+    with pytest.raises(GradingError, match="outside the archive"):
+        _unpack(evil, tmp_path / "scratch2", "lab00_budget")
+
+
+def test_tampering_is_detected_against_the_release(tmp_path: Path) -> None:
+    from tinyml_course.grading import _tamper_notes
+
+    def cell(grade_id: str, source: str, *, grade: bool) -> dict:
+        meta = {
+            "grade_id": grade_id,
+            "locked": True,
+            "grade": grade,
+            "solution": False,
+            "schema_version": 3,
+        }
+        return {
+            "cell_type": "code",
+            "source": source,
+            "metadata": {"nbgrader": meta},
+            "outputs": [],
+        }
+
+    release = {
+        "cells": [
+            cell("setup", "import numpy", grade=False),
+            cell("t1", "check()", grade=True),
+            cell("t2", "check2()", grade=True),
+        ]
+    }
+    submitted = {"cells": [cell("t1", "pass", grade=True), cell("t2", "check2()", grade=True)]}
+    (tmp_path / "r.ipynb").write_text(json.dumps(release))
+    (tmp_path / "s.ipynb").write_text(json.dumps(submitted))
+    notes = _tamper_notes(tmp_path / "r.ipynb", tmp_path / "s.ipynb")
+    assert notes == [
+        "locked cell setup was deleted (nbgrader puts back test cells only)",
+        "locked cell t1 was edited: restored from the source",
+    ]
+
+
 # --------------------------------------------------------------------------- slow: nbgrader end to end
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
