@@ -595,6 +595,28 @@ def _tamper_notes(release: Path, submitted: Path) -> list[str]:
     return notes
 
 
+_KNOWN_FAILURES = {
+    "DeadKernelError": "the kernel died while running it (os._exit, a crash, or the machine ran out of memory)",
+    "UnresponsiveKernelError": "the kernel stopped responding and could not be interrupted",
+    "ValidationError": "its nbgrader cell metadata is corrupted (cells copied or ids edited)",
+    "Inconsistent checksums": "a locked cell could not be restored",
+}
+
+
+def _failure_reason(log: str) -> str:
+    """The most telling line of a failed nbgrader run."""
+    for key, text in _KNOWN_FAILURES.items():
+        if key in log:
+            return text
+    errors = [
+        line.strip()
+        for line in log.splitlines()
+        if re.match(r"^\s*[\w.]+(Error|Exception): ", line) and "NbGraderException" not in line
+    ]
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return (errors[-1] if errors else lines[-1] if lines else "unknown error")[:200]
+
+
 def _gradebook_score(workspace: Path, lab: str, student: str) -> tuple[float, float] | None:
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -712,17 +734,13 @@ def autograde(
                 graded = workspace / "autograded" / sub.student / lab / f"{lab}.ipynb"
                 notes = [*sub.notes, *_tamper_notes(release_nb, sub.notebook)]
                 if not ok or score is None or not graded.is_file():
-                    last = [line for line in log.strip().splitlines() if line.strip()]
-                    why = next(
-                        (line for line in reversed(last) if "Error" in line or "error" in line),
-                        last[-1] if last else "unknown",
-                    )
+                    why = _failure_reason(log)
                     result = StudentResult(
                         sub.student,
                         0.0,
                         max_score,
                         "error",
-                        "; ".join([f"nbgrader could not grade it: {why.strip()[:200]}", *notes]),
+                        "; ".join([f"nbgrader could not grade it: {why}", *notes]),
                     )
                 else:
                     got, total = score
