@@ -13,6 +13,10 @@ preprocess
 model
     The tiny CNN, its training and the cached default int8 model.
 
-The device side (serial protocol, virtual ESP32, Arduino sketch, host client) lives in the
-other modules of this package. Sub-modules are imported on use.
+protocol, host, virtual_device, sketch, cli
+    The device side: the framed serial protocol, the host client and streaming, a virtual
+    ESP32 on a pseudo-terminal, the generated Arduino sketch and its compile check, and the
+    ``tinyml-course mask`` commands.
+
+Sub-modules are imported on use.
 """

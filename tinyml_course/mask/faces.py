@@ -359,7 +359,7 @@ def _draw_face(
         by = eye_y - s * rng.uniform(0.07, 0.11)
         cv2.line(
             canvas,
-            pt(ex - eye_w * 1.1, by + side * 0),
+            pt(ex - eye_w * 1.1, by),
             pt(ex + eye_w * 1.1, by - s * rng.uniform(-0.02, 0.02)),
             brow,
             max(1, line + int(rng.integers(0, 2))),

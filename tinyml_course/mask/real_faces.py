@@ -105,13 +105,12 @@ def _eye_geometry(
     found = box_from_eyes(eyes, gray.shape)
     if found is None or found[1] != "haar_eyes":
         return None
-    centres = sorted(((ex + ew / 2, ey + eh / 2) for ex, ey, ew, eh in eyes), key=lambda c: c[0])
     # Recover the pair's geometry from the box: the eye line is the box top + the calibrated offset.
     (bx, by, bw, _), _ = found
     distance = bw / EYES_BOX_PER_EYE_DISTANCE
     line = by + EYES_TOP_PER_EYE_DISTANCE * distance
     mid = bx + bw / 2
-    if not (0.22 * w <= distance <= 0.5 * w and abs(mid - (x + w / 2)) < 0.15 * w) or not centres:
+    if not (0.22 * w <= distance <= 0.5 * w and abs(mid - (x + w / 2)) < 0.15 * w):
         return None
     return line, distance, mid
 
