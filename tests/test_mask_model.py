@@ -134,5 +134,9 @@ def test_default_model_trains_once_then_uses_the_cache(tmp_path, monkeypatch) ->
     x, y, _ = mm.synthetic_data(300, 10, seed=123, jitter=0.0)
     scores = mm.int8_scores(data, np.round(x[..., 0] * 255).astype(np.uint8))
     assert np.mean((scores > 0.5) == y) > 0.85
-    path.write_bytes(b"garbage")  # a corrupt cache is replaced, not returned
+    recipe = path.with_suffix(".json")
+    assert recipe.is_file()
+    recipe.write_text(recipe.read_text().replace('"epochs": ', '"epochs": 1'))  # another recipe
+    assert not mm._recipe_matches(path, 10)
+    path.write_bytes(b"garbage")  # a corrupt or outdated cache is replaced, not returned
     assert TFLiteModel(mm.default_model(10, verbose=0)).input.shape == (1, 10, 10, 1)

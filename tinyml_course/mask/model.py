@@ -265,6 +265,28 @@ def default_model_path(size: int) -> Any:
     return output_path("mask", f"mask_model_{_check_size(size)}.tflite")
 
 
+def _recipe(size: int) -> dict[str, int]:
+    """What the cached model was trained with; a cache from another recipe is retrained."""
+    return {
+        "recipe_version": 1,
+        "size": size,
+        "train_faces": TRAIN_FACES,
+        "width": DEFAULT_WIDTH,
+        "epochs": EPOCHS,
+        "real_repeats": REAL_REPEATS,
+    }
+
+
+def _recipe_matches(path: Any, size: int) -> bool:
+    import json
+
+    sidecar = path.with_suffix(".json")
+    try:
+        return json.loads(sidecar.read_text()) == _recipe(size)
+    except (OSError, ValueError):
+        return False
+
+
 def _valid_cache(data: bytes, size: int) -> bool:
     try:
         from tinyml_course.tflite import TFLiteModel
@@ -339,7 +361,8 @@ def default_model(size: int | None = None, *, retrain: bool = False, verbose: in
         Input side; :data:`DEFAULT_SIZE` when omitted (:data:`FAITHFUL_SIZE` = 10 is the
         original demo's).
     retrain : bool
-        Train again even when a cached model exists.
+        Train again even when a cached model exists. A cache written with another training
+        recipe (see the ``.json`` beside it) is retrained too.
     verbose : int
         Keras verbosity while training (1: progress bar, 2: a line per epoch).
 
@@ -355,7 +378,7 @@ def default_model(size: int | None = None, *, retrain: bool = False, verbose: in
     """
     size = DEFAULT_SIZE if size is None else _check_size(size)
     path = default_model_path(size)
-    if path.exists() and not retrain:
+    if path.exists() and not retrain and _recipe_matches(path, size):
         data = path.read_bytes()
         if _valid_cache(data, size):
             return data
@@ -364,7 +387,10 @@ def default_model(size: int | None = None, *, retrain: bool = False, verbose: in
     x, y = training_data(size, real=load_real_faces())
     model = train_mask_model(x, y, model=build_mask_model(size), verbose=verbose)
     data = to_int8_tflite(model, x)
+    import json
+
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(_recipe(size), indent=2))
     return data
