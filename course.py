@@ -42,7 +42,9 @@ def ensure_environment() -> None:
     python = str(venv_bin("python"))
     print("installing the course and its dependencies (first time: a few minutes) ...", flush=True)
     subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    subprocess.check_call([python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"], cwd=ROOT)
+    subprocess.check_call(
+        [python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"], cwd=ROOT
+    )
     STAMP.write_text(wanted + "\n")
 
 

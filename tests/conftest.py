@@ -23,7 +23,13 @@ def small_model(fashion):
 
     set_seed(0)
     model = compile_classifier(build_baseline_cnn(width=4))
-    model.fit(to_model_input(fashion.x_train[:3000]), fashion.y_train[:3000], epochs=1, batch_size=64, verbose=0)
+    model.fit(
+        to_model_input(fashion.x_train[:3000]),
+        fashion.y_train[:3000],
+        epochs=1,
+        batch_size=64,
+        verbose=0,
+    )
     return model
 
 
@@ -32,7 +38,9 @@ def small_int8(small_model, fashion):
     from tinyml_course.datasets import to_model_input
     from tinyml_course.tflite import convert_to_tflite
 
-    return convert_to_tflite(small_model, "int8", representative_data=to_model_input(fashion.x_train[:200]))
+    return convert_to_tflite(
+        small_model, "int8", representative_data=to_model_input(fashion.x_train[:200])
+    )
 
 
 @pytest.fixture(scope="session")

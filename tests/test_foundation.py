@@ -18,7 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
 
 
 def test_import_selects_keras2_quietly() -> None:
@@ -39,7 +45,9 @@ def test_keras3_first_gives_a_restart_message() -> None:
         "try:\n    tinyml_course.keras\nexcept tinyml_course._setup.KerasSetupError as e:\n    print('ERR', e)\n",
         TF_USE_LEGACY_KERAS="0",
     )
-    assert "ERR" in result.stdout and "Restart the kernel" in result.stdout, result.stdout + result.stderr
+    assert "ERR" in result.stdout and "Restart the kernel" in result.stdout, (
+        result.stdout + result.stderr
+    )
 
 
 def test_shipped_subset_is_the_default_and_is_stratified() -> None:
@@ -78,10 +86,22 @@ def test_auto_falls_back_to_the_debian_set_or_says_how_to_get_data(tmp_path, mon
         datasets.load_fashion_mnist("internet")
 
 
-@pytest.mark.skipif(not datasets._has_idx(datasets.DEBIAN_DIR), reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not datasets._has_idx(datasets.DEBIAN_DIR),
+    reason="Debian package dataset-fashion-mnist not installed",
+)
 def test_rebuild_script_reproduces_the_shipped_subset(tmp_path) -> None:
     out = tmp_path / datasets.SUBSET_FILE
-    result = subprocess.run([sys.executable, str(ROOT / "datasets" / "build_fashion_mnist_subset.py"), "--out", str(out)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "datasets" / "build_fashion_mnist_subset.py"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert datasets.sha256_of(out) == datasets.expected_checksums()[datasets.SUBSET_FILE]
 
@@ -106,7 +126,10 @@ def test_figures_are_recorded_and_reported(tmp_path) -> None:
     assert load_figures(root=tmp_path) == {"00_x": {"params": 1234, "accuracy": 0.875}}
     path = write_report({"00_x": {"seconds": 1.5, "ok": True}}, root=tmp_path)
     data = json.loads(path.read_text())
-    assert data == {"notebooks": {"00_x": {"seconds": 1.5, "ok": True}}, "figures": {"00_x": {"accuracy": 0.875, "params": 1234}}}
+    assert data == {
+        "notebooks": {"00_x": {"seconds": 1.5, "ok": True}},
+        "figures": {"00_x": {"accuracy": 0.875, "params": 1234}},
+    }
     assert "| params | 1,234 |" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match="finite number"):
         record_figure("00_x", "bad", float("nan"), root=tmp_path)
@@ -117,12 +140,18 @@ def test_figures_are_recorded_and_reported(tmp_path) -> None:
 
 
 def test_cli_help_lists_the_commands() -> None:
-    result = subprocess.run([sys.executable, "-m", "tinyml_course", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tinyml_course", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0
     for command in ("check", "run", "report", "bench", "lab"):
         assert command in result.stdout
 
 
 def test_cli_run_reports_a_missing_notebook() -> None:
-    result = subprocess.run([sys.executable, "-m", "tinyml_course", "run", "notebooks/99_nope.ipynb"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tinyml_course", "run", "notebooks/99_nope.ipynb"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "no such notebook" in result.stderr

@@ -14,38 +14,82 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # The figure names each notebook records: a contract that other tools read (the issues list them).
 EXPECTED_FIGURES: dict[str, set[str]] = {
     "00_tinyml_budget": {
-        "baseline_params", "baseline_macs", "baseline_float32_bytes", "baseline_int8_bytes",
-        "baseline_peak_activation_bytes", "baseline_accuracy", "baseline_int8_arena_bytes",
+        "baseline_params",
+        "baseline_macs",
+        "baseline_float32_bytes",
+        "baseline_int8_bytes",
+        "baseline_peak_activation_bytes",
+        "baseline_accuracy",
+        "baseline_int8_arena_bytes",
     },
     "01_separable_convolutions": {
-        "example_standard_macs", "example_separable_macs", "standard_macs", "separable_macs",
-        "standard_params", "separable_params", "standard_accuracy", "separable_accuracy",
+        "example_standard_macs",
+        "example_separable_macs",
+        "standard_macs",
+        "separable_macs",
+        "standard_params",
+        "separable_params",
+        "standard_accuracy",
+        "separable_accuracy",
     },
     "02_quantization": {
-        "float_accuracy", "dynamic_range_accuracy", "int8_accuracy", "qat_int8_accuracy",
-        "float_tflite_bytes", "int8_tflite_bytes", "float_latency_ms", "int8_latency_ms",
-        "integer_reference_elements_compared", "integer_reference_mismatches",
+        "float_accuracy",
+        "dynamic_range_accuracy",
+        "int8_accuracy",
+        "qat_int8_accuracy",
+        "float_tflite_bytes",
+        "int8_tflite_bytes",
+        "float_latency_ms",
+        "int8_latency_ms",
+        "integer_reference_elements_compared",
+        "integer_reference_mismatches",
     },
     "03_pruning_and_clustering": {
-        "baseline_accuracy", "pruned_accuracy", "pruned_sparsity", "baseline_gzip_bytes",
-        "pruned_gzip_bytes", "pruned_int8_gzip_bytes", "structured_macs", "baseline_macs",
-        "structured_accuracy", "structured_latency_ms", "baseline_latency_ms",
-        "clustered_gzip_bytes", "clustered_accuracy",
+        "baseline_accuracy",
+        "pruned_accuracy",
+        "pruned_sparsity",
+        "baseline_gzip_bytes",
+        "pruned_gzip_bytes",
+        "pruned_int8_gzip_bytes",
+        "structured_macs",
+        "baseline_macs",
+        "structured_accuracy",
+        "structured_latency_ms",
+        "baseline_latency_ms",
+        "clustered_gzip_bytes",
+        "clustered_accuracy",
     },
     "04_knowledge_distillation": {
-        "teacher_accuracy", "teacher_params", "student_params", "student_scratch_accuracy_mean",
-        "student_scratch_accuracy_std", "student_distilled_accuracy_mean",
-        "student_distilled_accuracy_std", "student_unlabelled_distilled_accuracy",
+        "teacher_accuracy",
+        "teacher_params",
+        "student_params",
+        "student_scratch_accuracy_mean",
+        "student_scratch_accuracy_std",
+        "student_distilled_accuracy_mean",
+        "student_distilled_accuracy_std",
+        "student_unlabelled_distilled_accuracy",
     },
     "05_early_exits_and_cascades": {
-        "full_accuracy", "full_macs", "early_exit_accuracy", "early_exit_average_macs",
-        "fraction_exited_first", "full_latency_ms", "early_exit_latency_ms", "cascade_accuracy",
+        "full_accuracy",
+        "full_macs",
+        "early_exit_accuracy",
+        "early_exit_average_macs",
+        "fraction_exited_first",
+        "full_latency_ms",
+        "early_exit_latency_ms",
+        "cascade_accuracy",
         "cascade_average_macs",
     },
     "06_mask_detection_esp32": {
-        "synthetic_test_accuracy", "real_faces_accuracy", "detector_hit_rate_bare",
-        "detector_hit_rate_masked", "params", "int8_tflite_bytes", "arena_bytes",
-        "esp32_ram_margin_bytes", "host_frames_per_second",
+        "synthetic_test_accuracy",
+        "real_faces_accuracy",
+        "detector_hit_rate_bare",
+        "detector_hit_rate_masked",
+        "params",
+        "int8_tflite_bytes",
+        "arena_bytes",
+        "esp32_ram_margin_bytes",
+        "host_frames_per_second",
     },
 }
 
@@ -55,7 +99,9 @@ def test_notebooks_are_stored_without_outputs() -> None:
         nb = json.loads(path.read_text())
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
-                assert not cell.get("outputs") and cell.get("execution_count") is None, f"{path.name} is stored with outputs; clear them."
+                assert not cell.get("outputs") and cell.get("execution_count") is None, (
+                    f"{path.name} is stored with outputs; clear them."
+                )
 
 
 @pytest.mark.slow

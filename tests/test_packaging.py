@@ -23,7 +23,11 @@ def _pyproject_requirements() -> list[str]:
 def _environment_yml_requirements() -> list[str]:
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = lines.index("  - pip:")
-    reqs = [re.sub(r'^\s*-\s*"?(.*?)"?\s*$', r"\1", line) for line in lines[start + 1 :] if line.strip().startswith("-")]
+    reqs = [
+        re.sub(r'^\s*-\s*"?(.*?)"?\s*$', r"\1", line)
+        for line in lines[start + 1 :]
+        if line.strip().startswith("-")
+    ]
     return [r for r in reqs if r != "-e ."]
 
 
@@ -35,7 +39,9 @@ def test_opencv_is_pinned_below_5_and_tflite_micro_is_platform_marked() -> None:
     from packaging.requirements import Requirement
 
     reqs = {Requirement(r).name: Requirement(r) for r in _pyproject_requirements()}
-    assert not reqs["opencv-python-headless"].specifier.contains("5.0.0"), "opencv 5 dropped the Haar face detector"
+    assert not reqs["opencv-python-headless"].specifier.contains("5.0.0"), (
+        "opencv 5 dropped the Haar face detector"
+    )
     marker = reqs["tflite-micro"].marker
     assert marker is not None
     assert marker.evaluate({"sys_platform": "linux", "platform_machine": "x86_64"})
@@ -51,8 +57,24 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 
 PLATFORMS = {
-    "macos-arm64": ("macosx_12_0_arm64", {"sys_platform": "darwin", "platform_machine": "arm64", "platform_system": "Darwin", "os_name": "posix"}),
-    "windows-x86_64": ("win_amd64", {"sys_platform": "win32", "platform_machine": "AMD64", "platform_system": "Windows", "os_name": "nt"}),
+    "macos-arm64": (
+        "macosx_12_0_arm64",
+        {
+            "sys_platform": "darwin",
+            "platform_machine": "arm64",
+            "platform_system": "Darwin",
+            "os_name": "posix",
+        },
+    ),
+    "windows-x86_64": (
+        "win_amd64",
+        {
+            "sys_platform": "win32",
+            "platform_machine": "AMD64",
+            "platform_system": "Windows",
+            "os_name": "nt",
+        },
+    ),
 }
 
 
@@ -64,7 +86,12 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
     from packaging.requirements import Requirement
 
     tag, values = PLATFORMS[platform_name]
-    environment = {**default_environment(), **values, "python_version": "3.11", "python_full_version": "3.11.9"}
+    environment = {
+        **default_environment(),
+        **values,
+        "python_version": "3.11",
+        "python_full_version": "3.11.9",
+    }
     kept = []
     for line in _pyproject_requirements():
         req = Requirement(line)
@@ -75,17 +102,43 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("\n".join(kept) + "\n")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
-         "--platform", tag, "--python-version", "3.11", "--target", str(tmp_path / "target"),
-         "--quiet", "--report", str(tmp_path / "report.json"), "-r", str(requirements)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--only-binary=:all:",
+            "--platform",
+            tag,
+            "--python-version",
+            "3.11",
+            "--target",
+            str(tmp_path / "target"),
+            "--quiet",
+            "--report",
+            str(tmp_path / "report.json"),
+            "-r",
+            str(requirements),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
-    if result.returncode != 0 and ("Network is unreachable" in result.stderr or "Failed to establish a new connection" in result.stderr):
+    if result.returncode != 0 and (
+        "Network is unreachable" in result.stderr
+        or "Failed to establish a new connection" in result.stderr
+    ):
         pytest.skip("no access to the package index: cannot resolve for other platforms")
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 
     from packaging.utils import canonicalize_name
 
-    installed = {canonicalize_name(item["metadata"]["name"]) for item in json.loads((tmp_path / "report.json").read_text())["install"]}
+    installed = {
+        canonicalize_name(item["metadata"]["name"])
+        for item in json.loads((tmp_path / "report.json").read_text())["install"]
+    }
     assert {"tensorflow", "tf-keras", "ai-edge-litert", "opencv-python-headless"} <= installed

@@ -48,7 +48,9 @@ def test_spec_separable_example_from_real_keras_layers() -> None:
     ],
 )
 def test_conv2d_macs_and_params(input_shape, filters, kernel, strides, padding, out_hw) -> None:
-    _, layer = _single(keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding), input_shape)
+    _, layer = _single(
+        keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding), input_shape
+    )
     kh, kw = kernel if isinstance(kernel, tuple) else (kernel, kernel)
     c = input_shape[-1]
     assert layer.output_shape[1:3] == out_hw
@@ -56,9 +58,13 @@ def test_conv2d_macs_and_params(input_shape, filters, kernel, strides, padding, 
     assert layer.count_params() == kh * kw * c * filters + filters
 
 
-@pytest.mark.parametrize(("input_shape", "kernel", "multiplier"), [((10, 10, 8), 3, 1), ((9, 9, 3), 5, 2)])
+@pytest.mark.parametrize(
+    ("input_shape", "kernel", "multiplier"), [((10, 10, 8), 3, 1), ((9, 9, 3), 5, 2)]
+)
 def test_depthwise_macs(input_shape, kernel, multiplier) -> None:
-    _, layer = _single(keras.layers.DepthwiseConv2D(kernel, depth_multiplier=multiplier), input_shape)
+    _, layer = _single(
+        keras.layers.DepthwiseConv2D(kernel, depth_multiplier=multiplier), input_shape
+    )
     ho = input_shape[0] - kernel + 1
     assert layer_macs(layer) == kernel * kernel * input_shape[-1] * multiplier * ho * ho
     assert layer_macs(layer) == depthwise_macs(kernel, input_shape[-1], ho, multiplier)
@@ -84,7 +90,13 @@ def test_dense_and_pooling_macs() -> None:
 
 def test_peak_activation_of_a_chain_is_the_largest_input_plus_output() -> None:
     model = keras.Sequential(
-        [keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3), keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(10)]
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(8, 3),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
     )
     peak, live = peak_activation_elements(model)
     steps = [28 * 28 + 26 * 26 * 8, 26 * 26 * 8 + 13 * 13 * 8, 13 * 13 * 8 * 2, 13 * 13 * 8 + 10]
@@ -130,11 +142,20 @@ def test_unbuilt_model_gets_a_clear_error() -> None:
 
 
 def test_device_catalogue_and_fit_margins() -> None:
-    assert {"ESP32-WROOM-32", "Arduino Nano 33 BLE Sense", "STM32F746 Discovery", "Arduino Uno"} <= set(DEVICES)
+    assert {
+        "ESP32-WROOM-32",
+        "Arduino Nano 33 BLE Sense",
+        "STM32F746 Discovery",
+        "Arduino Uno",
+    } <= set(DEVICES)
     esp32 = get_device("esp32")
     assert esp32.ram_bytes == 320 * 1024 and esp32.flash_bytes == 4 * 1024 * 1024
     report = check_fit(60_000, 16_000, "ESP32")
-    assert report.fits and report.flash_margin == esp32.flash_bytes - 60_000 and report.ram_margin == esp32.ram_bytes - 16_000
+    assert (
+        report.fits
+        and report.flash_margin == esp32.flash_bytes - 60_000
+        and report.ram_margin == esp32.ram_bytes - 16_000
+    )
     uno = check_fit(60_000, 16_000, "Uno")
     assert not uno.fits and uno.ram_margin < 0 and "does NOT fit" in str(uno)
     with pytest.raises(KeyError, match="known devices"):

@@ -24,18 +24,25 @@ from tinyml_course.tflite import (
     measure_latency,
 )
 
-needs_micro = pytest.mark.skipif(not micro_available(), reason="tflite-micro has wheels for Linux x86_64 only")
+needs_micro = pytest.mark.skipif(
+    not micro_available(), reason="tflite-micro has wheels for Linux x86_64 only"
+)
 
 
 def test_all_conversions_run_and_shrink(small_model, fashion) -> None:
     rep = to_model_input(fashion.x_train[:100])
-    sizes = {q: len(convert_to_tflite(small_model, q, representative_data=rep)) for q in ("float", "float16", "dynamic", "int8")}
+    sizes = {
+        q: len(convert_to_tflite(small_model, q, representative_data=rep))
+        for q in ("float", "float16", "dynamic", "int8")
+    }
     assert sizes["float16"] < sizes["float"]
     assert sizes["int8"] < sizes["float16"]
     assert sizes["dynamic"] < sizes["float16"]
 
 
-def test_int8_model_has_int8_io_and_close_accuracy(small_model, small_int8, small_float, fashion) -> None:
+def test_int8_model_has_int8_io_and_close_accuracy(
+    small_model, small_int8, small_float, fashion
+) -> None:
     model = TFLiteModel(small_int8)
     assert model.input.dtype == np.int8 and model.output.dtype == np.int8
     x, y = to_model_input(fashion.x_test[:500]), fashion.y_test[:500]

@@ -38,7 +38,9 @@ def _fail(name: str, expected: Any, got: Any, hint: str) -> None:
 
 def _not_done(name: str, got: Any) -> None:
     if got is None or got is Ellipsis:
-        raise CheckFailed(f"{name}: got {got!r}. Write your answer in the cell above (replace the `raise NotImplementedError()` line) and run it.")
+        raise CheckFailed(
+            f"{name}: got {got!r}. Write your answer in the cell above (replace the `raise NotImplementedError()` line) and run it."
+        )
 
 
 def passed(name: str) -> None:
@@ -46,10 +48,14 @@ def passed(name: str) -> None:
     print(f"PASS {name}")
 
 
-def check_value(name: str, got: Any, expected: Any, *, hint: str = "", rtol: float = 1e-6, atol: float = 0.0) -> None:
+def check_value(
+    name: str, got: Any, expected: Any, *, hint: str = "", rtol: float = 1e-6, atol: float = 0.0
+) -> None:
     """Check one number (or string/bool) against the expected value."""
     _not_done(name, got)
-    if isinstance(expected, (int, float, np.integer, np.floating)) and not isinstance(expected, bool):
+    if isinstance(expected, (int, float, np.integer, np.floating)) and not isinstance(
+        expected, bool
+    ):
         try:
             ok = bool(np.isclose(float(got), float(expected), rtol=rtol, atol=atol))
         except (TypeError, ValueError):
@@ -61,21 +67,41 @@ def check_value(name: str, got: Any, expected: Any, *, hint: str = "", rtol: flo
     passed(name)
 
 
-def check_array(name: str, got: Any, expected: Any, *, hint: str = "", rtol: float = 1e-6, atol: float = 0.0, exact: bool = False) -> None:
+def check_array(
+    name: str,
+    got: Any,
+    expected: Any,
+    *,
+    hint: str = "",
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    exact: bool = False,
+) -> None:
     """Check an array's shape, then its values (exactly, or within tolerances)."""
     _not_done(name, got)
     got_arr, exp_arr = np.asarray(got), np.asarray(expected)
     if got_arr.shape != exp_arr.shape:
-        raise CheckFailed(f"{name}: expected shape {exp_arr.shape}, got shape {got_arr.shape}." + (f" Hint: {hint}" if hint else ""))
+        raise CheckFailed(
+            f"{name}: expected shape {exp_arr.shape}, got shape {got_arr.shape}."
+            + (f" Hint: {hint}" if hint else "")
+        )
     if exact:
         bad = np.flatnonzero(got_arr.reshape(-1) != exp_arr.reshape(-1))
     else:
-        bad = np.flatnonzero(~np.isclose(got_arr.astype(float).reshape(-1), exp_arr.astype(float).reshape(-1), rtol=rtol, atol=atol))
+        bad = np.flatnonzero(
+            ~np.isclose(
+                got_arr.astype(float).reshape(-1),
+                exp_arr.astype(float).reshape(-1),
+                rtol=rtol,
+                atol=atol,
+            )
+        )
     if len(bad):
         i = int(bad[0])
         raise CheckFailed(
             f"{name}: {len(bad):,} of {exp_arr.size:,} values differ; first at flat index {i}: "
-            f"expected {_fmt(exp_arr.reshape(-1)[i])}, got {_fmt(got_arr.reshape(-1)[i])}." + (f" Hint: {hint}" if hint else "")
+            f"expected {_fmt(exp_arr.reshape(-1)[i])}, got {_fmt(got_arr.reshape(-1)[i])}."
+            + (f" Hint: {hint}" if hint else "")
         )
     passed(name)
 
@@ -99,7 +125,10 @@ def check_at_most(name: str, got: Any, limit: Any, *, hint: str = "") -> None:
     """Check ``got <= limit`` (a budget)."""
     _not_done(name, got)
     if not float(got) <= float(limit):
-        raise CheckFailed(f"{name}: {_fmt(got)} is over the budget of {_fmt(limit)}." + (f" Hint: {hint}" if hint else ""))
+        raise CheckFailed(
+            f"{name}: {_fmt(got)} is over the budget of {_fmt(limit)}."
+            + (f" Hint: {hint}" if hint else "")
+        )
     passed(name)
 
 
@@ -107,7 +136,10 @@ def check_at_least(name: str, got: Any, floor: Any, *, hint: str = "") -> None:
     """Check ``got >= floor`` (a target)."""
     _not_done(name, got)
     if not float(got) >= float(floor):
-        raise CheckFailed(f"{name}: {_fmt(got)} is below the target of {_fmt(floor)}." + (f" Hint: {hint}" if hint else ""))
+        raise CheckFailed(
+            f"{name}: {_fmt(got)} is below the target of {_fmt(floor)}."
+            + (f" Hint: {hint}" if hint else "")
+        )
     passed(name)
 
 

@@ -20,8 +20,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
     print(f"python {platform.python_version()} on {platform.system()} {platform.machine()}")
-    for package in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tflite-micro",
-                    "opencv-python-headless", "jupyterlab", "nbgrader"):
+    for package in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "tflite-micro",
+        "opencv-python-headless",
+        "jupyterlab",
+        "nbgrader",
+    ):
         try:
             print(f"  {package:<32}{version(package)}")
         except PackageNotFoundError:
@@ -31,7 +39,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     keras = get_keras()
     print(f"keras API: tf-keras {keras.__version__} (Keras 2)")
-    print(f"tflite-micro runtime: {'available' if micro_available() else 'not available here (falls back to LiteRT reference kernels)'}")
+    print(
+        f"tflite-micro runtime: {'available' if micro_available() else 'not available here (falls back to LiteRT reference kernels)'}"
+    )
     from tinyml_course.datasets import load_fashion_mnist
 
     data = load_fashion_mnist()
@@ -86,29 +96,47 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     if root is None:
         print("error: run the course from its clone (pip install -e .)", file=sys.stderr)
         return 2
-    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}", "--LabApp.default_url=/lab/tree/notebooks"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.default_url=/lab/tree/notebooks",
+    ]
     if args.no_browser:
         command.append("--no-browser")
     return subprocess.call(command)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinyml-course", description="The TinyML course: run, measure and grade it.")
+    parser = argparse.ArgumentParser(
+        prog="tinyml-course", description="The TinyML course: run, measure and grade it."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check", help="check the installed stack, the Keras set-up, tflite-micro and the data")
+    p = sub.add_parser(
+        "check", help="check the installed stack, the Keras set-up, tflite-micro and the data"
+    )
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("run", help="execute notebooks headless and write results/report.md and results/results.json")
+    p = sub.add_parser(
+        "run",
+        help="execute notebooks headless and write results/report.md and results/results.json",
+    )
     p.add_argument("notebooks", nargs="*", help="notebooks to run (default: all of notebooks/)")
     p.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     p.add_argument("--quick", action="store_true", help="use the notebooks' small training path")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("report", help="rebuild the results report from the recorded figures and print it")
+    p = sub.add_parser(
+        "report", help="rebuild the results report from the recorded figures and print it"
+    )
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("bench", help="time every notebook (and solution) headless and print the times")
+    p = sub.add_parser(
+        "bench", help="time every notebook (and solution) headless and print the times"
+    )
     p.add_argument("--solutions", action="store_true", help="also time the exercise solutions")
     p.add_argument("--timeout", type=int, default=900)
     p.set_defaults(func=_cmd_bench)

@@ -149,13 +149,18 @@ def read_idx(path: Path) -> np.ndarray:
     shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated: expected {np.prod(shape)} values, found {array.size}.")
+        raise DataError(
+            f"{path} is truncated: expected {np.prod(shape)} values, found {array.size}."
+        )
     return array.reshape(shape)
 
 
 def _load_idx_dir(folder: Path, source: str) -> ImageDataset:
     arrays = {key: read_idx(folder / name) for key, name in IDX_FILES.items()}
-    return ImageDataset(source=source, **{k: v.astype(np.int64) if k.startswith("y") else v for k, v in arrays.items()})
+    return ImageDataset(
+        source=source,
+        **{k: v.astype(np.int64) if k.startswith("y") else v for k, v in arrays.items()},
+    )
 
 
 def _has_idx(folder: Path) -> bool:
@@ -228,7 +233,10 @@ def load_fashion_mnist(source: str = "auto", *, allow_download: bool = False) ->
         return load_subset()
     except DataError as err:
         problems.append(str(err))
-    for folder, name in ((DEBIAN_DIR, "debian package dataset-fashion-mnist"), (KERAS_CACHE_DIR, "keras cache")):
+    for folder, name in (
+        (DEBIAN_DIR, "debian package dataset-fashion-mnist"),
+        (KERAS_CACHE_DIR, "keras cache"),
+    ):
         if _has_idx(folder):
             return _load_idx_dir(folder, name)
     if allow_download:
@@ -251,7 +259,9 @@ def _download() -> ImageDataset:  # pragma: no cover - needs the network
             f"Downloading Fashion-MNIST failed ({err}). The course does not need the network: "
             "use the shipped subset (load_fashion_mnist())."
         ) from None
-    return ImageDataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), "keras download")
+    return ImageDataset(
+        x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), "keras download"
+    )
 
 
 def stratified_indices(labels: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
@@ -261,7 +271,9 @@ def stratified_indices(labels: np.ndarray, per_class: int, *, seed: int = 0) -> 
     for cls in np.unique(labels):
         candidates = np.flatnonzero(labels == cls)
         if len(candidates) < per_class:
-            raise ValueError(f"class {cls} has only {len(candidates)} samples, asked for {per_class}.")
+            raise ValueError(
+                f"class {cls} has only {len(candidates)} samples, asked for {per_class}."
+            )
         picks.append(rng.choice(candidates, size=per_class, replace=False))
     order = np.concatenate(picks)
     rng.shuffle(order)
@@ -284,7 +296,9 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     """uint8 ``(N, H, W)`` images to float32 ``(N, H, W, 1)`` in [0, 1], the course's model input."""
     images = np.asarray(images)
     if images.ndim not in (2, 3, 4):
-        raise ValueError(f"images must be (H, W), (N, H, W) or (N, H, W, 1); got shape {images.shape}.")
+        raise ValueError(
+            f"images must be (H, W), (N, H, W) or (N, H, W, 1); got shape {images.shape}."
+        )
     if images.ndim == 2:
         images = images[None]
     if images.ndim == 3:
@@ -293,7 +307,9 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / scale
 
 
-def take(x: np.ndarray, y: np.ndarray, n: int | None, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def take(
+    x: np.ndarray, y: np.ndarray, n: int | None, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A stratified, seeded sample of ``n`` items (all of them when ``n`` is None)."""
     if n is None or n >= len(x):
         return x, y

@@ -12,7 +12,9 @@ import re
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def to_c_array(data: bytes, name: str = "g_model", *, alignment: int = 16, per_line: int = 12) -> str:
+def to_c_array(
+    data: bytes, name: str = "g_model", *, alignment: int = 16, per_line: int = 12
+) -> str:
     """The bytes as a C/C++ source array with a length constant.
 
     Parameters
@@ -43,7 +45,9 @@ def to_c_array(data: bytes, name: str = "g_model", *, alignment: int = 16, per_l
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError(f"data must be bytes (the .tflite model); got {type(data).__name__}.")
     if not isinstance(name, str) or not _IDENT.match(name):
-        raise ValueError(f"name={name!r} is not a C identifier; use letters, digits and '_' (e.g. 'g_model').")
+        raise ValueError(
+            f"name={name!r} is not a C identifier; use letters, digits and '_' (e.g. 'g_model')."
+        )
     if alignment < 1 or alignment & (alignment - 1):
         raise ValueError(f"alignment must be a power of two; got {alignment}.")
     lines = []
@@ -73,9 +77,14 @@ def from_c_array(source: str) -> bytes:
     match = _ARRAY.search(source)
     if match is None:
         raise ValueError("no `unsigned char name[] = {...};` array found in the source.")
-    values = [int(tok, 16 if tok.lower().startswith("0x") else 10) for tok in re.findall(r"0x[0-9a-fA-F]+|\d+", match.group(2))]
+    values = [
+        int(tok, 16 if tok.lower().startswith("0x") else 10)
+        for tok in re.findall(r"0x[0-9a-fA-F]+|\d+", match.group(2))
+    ]
     data = bytes(values)
     length = _LEN.search(source)
     if length is not None and int(length.group(2)) != len(data):
-        raise ValueError(f"length constant says {length.group(2)} bytes but the array holds {len(data)}.")
+        raise ValueError(
+            f"length constant says {length.group(2)} bytes but the array holds {len(data)}."
+        )
     return data

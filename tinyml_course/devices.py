@@ -29,16 +29,51 @@ class Device:
 DEVICES: dict[str, Device] = {
     d.name: d
     for d in (
-        Device("Arduino Uno", "ATmega328P (8-bit AVR)", 16, 2 * KB, 32 * KB, False,
-               "the classic hobby board: too small for almost any neural network"),
-        Device("Arduino Nano 33 BLE Sense", "nRF52840 (Cortex-M4F)", 64, 256 * KB, 1 * MB, True,
-               "the TinyML board of HarvardX tinyMLx"),
-        Device("ESP32-WROOM-32", "ESP32 (dual Xtensa LX6)", 240, 320 * KB, 4 * MB, True,
-               "Wi-Fi + Bluetooth; the board of the mask-detection demo (320 KB DRAM)"),
-        Device("STM32F746 Discovery", "STM32F746 (Cortex-M7)", 216, 320 * KB, 1 * MB, True,
-               "the board of the MCUNet papers"),
-        Device("Raspberry Pi 4 (4 GB)", "BCM2711 (4x Cortex-A72)", 1500, 4096 * MB, 32 * 1024 * MB, True,
-               "a Linux computer, for contrast; 'flash' is a 32 GB SD card"),
+        Device(
+            "Arduino Uno",
+            "ATmega328P (8-bit AVR)",
+            16,
+            2 * KB,
+            32 * KB,
+            False,
+            "the classic hobby board: too small for almost any neural network",
+        ),
+        Device(
+            "Arduino Nano 33 BLE Sense",
+            "nRF52840 (Cortex-M4F)",
+            64,
+            256 * KB,
+            1 * MB,
+            True,
+            "the TinyML board of HarvardX tinyMLx",
+        ),
+        Device(
+            "ESP32-WROOM-32",
+            "ESP32 (dual Xtensa LX6)",
+            240,
+            320 * KB,
+            4 * MB,
+            True,
+            "Wi-Fi + Bluetooth; the board of the mask-detection demo (320 KB DRAM)",
+        ),
+        Device(
+            "STM32F746 Discovery",
+            "STM32F746 (Cortex-M7)",
+            216,
+            320 * KB,
+            1 * MB,
+            True,
+            "the board of the MCUNet papers",
+        ),
+        Device(
+            "Raspberry Pi 4 (4 GB)",
+            "BCM2711 (4x Cortex-A72)",
+            1500,
+            4096 * MB,
+            32 * 1024 * MB,
+            True,
+            "a Linux computer, for contrast; 'flash' is a 32 GB SD card",
+        ),
     )
 }
 
@@ -55,7 +90,9 @@ def get_device(name: str) -> Device:
         return name
     matches = [d for key, d in DEVICES.items() if name.lower() in key.lower()]
     if len(matches) != 1:
-        raise KeyError(f"device {name!r} {'is ambiguous' if matches else 'is unknown'}; known devices: {list(DEVICES)}")
+        raise KeyError(
+            f"device {name!r} {'is ambiguous' if matches else 'is unknown'}; known devices: {list(DEVICES)}"
+        )
     return matches[0]
 
 
@@ -106,13 +143,17 @@ def check_fit(flash_bytes: int, ram_bytes: int, device: str | Device) -> FitRepo
     True
     """
     for arg, value in (("flash_bytes", flash_bytes), ("ram_bytes", ram_bytes)):
-        if not isinstance(value, (int,)) and not (hasattr(value, "item") and float(value).is_integer()):
+        if not isinstance(value, (int,)) and not (
+            hasattr(value, "item") and float(value).is_integer()
+        ):
             raise TypeError(f"{arg} must be a whole number of bytes; got {value!r}.")
         if int(value) < 0:
             raise ValueError(f"{arg} must be >= 0; got {value}.")
     return FitReport(get_device(device), int(flash_bytes), int(ram_bytes))
 
 
-def fit_table(flash_bytes: int, ram_bytes: int, devices: list[str] | None = None) -> list[FitReport]:
+def fit_table(
+    flash_bytes: int, ram_bytes: int, devices: list[str] | None = None
+) -> list[FitReport]:
     """:func:`check_fit` against every catalogued device (or those named)."""
     return [check_fit(flash_bytes, ram_bytes, name) for name in (devices or list(DEVICES))]

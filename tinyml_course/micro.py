@@ -60,7 +60,9 @@ def require_int8(model_content: bytes) -> None:
         )
 
 
-def run_micro(model_content: bytes, x: np.ndarray, *, arena_size: int = _GENEROUS_ARENA) -> np.ndarray:
+def run_micro(
+    model_content: bytes, x: np.ndarray, *, arena_size: int = _GENEROUS_ARENA
+) -> np.ndarray:
     """Run a batch of int8 inputs through tflite-micro, one sample at a time.
 
     Parameters
@@ -86,7 +88,9 @@ def run_micro(model_content: bytes, x: np.ndarray, *, arena_size: int = _GENEROU
     require_int8(model_content)
     x = np.asarray(x)
     if x.dtype != np.int8:
-        raise TypeError(f"x must be int8 (quantized inputs); got {x.dtype}. Quantize it with the model's input parameters.")
+        raise TypeError(
+            f"x must be int8 (quantized inputs); got {x.dtype}. Quantize it with the model's input parameters."
+        )
     if not micro_available():
         _notice("using LiteRT's reference kernels instead (the same integer arithmetic)")
         from tinyml_course.tflite import TFLiteModel
@@ -137,7 +141,9 @@ _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 def _run_arena_probe(path: Path, arena: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", _ARENA_SCRIPT, str(path), str(arena)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -178,7 +184,9 @@ def measure_arena(model_content: bytes) -> ArenaMeasurement:
     match = _TOTAL.search(text)
     if result.returncode != 0 or match is None:
         tail = [line for line in text.splitlines() if line.strip()][-3:]
-        raise RuntimeError(f"tflite-micro could not run this model: {' | '.join(tail) or 'no output'}")
+        raise RuntimeError(
+            f"tflite-micro could not run this model: {' | '.join(tail) or 'no output'}"
+        )
     allocations = "\n".join(line for line in text.splitlines() if "RecordingMicroAllocator" in line)
     return ArenaMeasurement(int(match.group(1)), "tflite-micro", allocations)
 
@@ -198,7 +206,9 @@ def estimate_arena(model_content: bytes) -> ArenaMeasurement:
     for idx in tensors:
         try:
             interpreter.get_tensor(idx)
-            if not any(idx in op["outputs"] for op in ops) and idx not in {d["index"] for d in interpreter.get_input_details()}:
+            if not any(idx in op["outputs"] for op in ops) and idx not in {
+                d["index"] for d in interpreter.get_input_details()
+            }:
                 constant.add(idx)
         except ValueError:
             pass
@@ -219,6 +229,10 @@ def estimate_arena(model_content: bytes) -> ArenaMeasurement:
         last_use[d["index"]] = len(ops)
     peak = 0
     for step in range(len(ops)):
-        live = [i for i, b in born.items() if i not in constant and b <= step and last_use.get(i, b) >= step]
+        live = [
+            i
+            for i, b in born.items()
+            if i not in constant and b <= step and last_use.get(i, b) >= step
+        ]
         peak = max(peak, sum(size(i) for i in live))
     return ArenaMeasurement(peak, "estimate (tensor lifetimes)")

@@ -9,12 +9,20 @@ from tinyml_course._setup import get_keras
 
 def _check_shape(input_shape: tuple[int, ...], num_classes: int) -> None:
     if len(input_shape) != 3 or any(int(d) <= 0 for d in input_shape):
-        raise ValueError(f"input_shape must be (height, width, channels) with positive sizes; got {input_shape}.")
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with positive sizes; got {input_shape}."
+        )
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2; got {num_classes}.")
 
 
-def build_baseline_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10, *, width: int = 16, name: str = "baseline_cnn") -> Any:
+def build_baseline_cnn(
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int = 10,
+    *,
+    width: int = 16,
+    name: str = "baseline_cnn",
+) -> Any:
     """The course baseline: two 3x3 convolutions with max pooling, then two dense layers.
 
     Returns an uncompiled, built ``keras.Sequential`` that outputs logits.
@@ -37,7 +45,13 @@ def build_baseline_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), num_clas
     )
 
 
-def build_separable_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10, *, width: int = 16, name: str = "separable_cnn") -> Any:
+def build_separable_cnn(
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int = 10,
+    *,
+    width: int = 16,
+    name: str = "separable_cnn",
+) -> Any:
     """The baseline with its second convolution made depthwise-separable (Howard et al. 2017).
 
     The first convolution stays standard: with one input channel a separable version saves
@@ -82,4 +96,6 @@ def quick_mode() -> bool:
     """True under nbgrader autograding or ``TINYML_COURSE_QUICK=1``: use the small training path."""
     import os
 
-    return bool(os.environ.get("NBGRADER_EXECUTION")) or os.environ.get("TINYML_COURSE_QUICK", "") not in ("", "0")
+    return bool(os.environ.get("NBGRADER_EXECUTION")) or os.environ.get(
+        "TINYML_COURSE_QUICK", ""
+    ) not in ("", "0")

@@ -96,7 +96,9 @@ class ModelProfile:
         rows = [f"Model profile: {self.name}", header, "-" * len(header)]
         for layer in self.layers:
             shape = str(tuple(layer.output_shape[1:]))
-            rows.append(f"{layer.name[:23]:<24}{layer.kind[:19]:<20}{shape:<20}{layer.params:>10,}{layer.macs:>14,}")
+            rows.append(
+                f"{layer.name[:23]:<24}{layer.kind[:19]:<20}{shape:<20}{layer.params:>10,}{layer.macs:>14,}"
+            )
         rows.append("-" * len(header))
         rows.append(f"{'total':<64}{self.params:>10,}{self.macs:>14,}")
         rows.append(
@@ -133,7 +135,13 @@ class ModelProfile:
 
 
 # --------------------------------------------------------------------------- formulas
-def conv2d_macs(kernel: int | tuple[int, int], c_in: int, c_out: int, out_hw: int | tuple[int, int], groups: int = 1) -> int:
+def conv2d_macs(
+    kernel: int | tuple[int, int],
+    c_in: int,
+    c_out: int,
+    out_hw: int | tuple[int, int],
+    groups: int = 1,
+) -> int:
     """MACs of a standard convolution: ``Kh*Kw*(C_in/groups)*C_out*H_out*W_out``.
 
     >>> conv2d_macs(5, 3, 256, 8)
@@ -144,7 +152,12 @@ def conv2d_macs(kernel: int | tuple[int, int], c_in: int, c_out: int, out_hw: in
     return kh * kw * (c_in // groups) * c_out * ho * wo
 
 
-def depthwise_macs(kernel: int | tuple[int, int], c_in: int, out_hw: int | tuple[int, int], depth_multiplier: int = 1) -> int:
+def depthwise_macs(
+    kernel: int | tuple[int, int],
+    c_in: int,
+    out_hw: int | tuple[int, int],
+    depth_multiplier: int = 1,
+) -> int:
     """MACs of a depthwise convolution: ``Kh*Kw*C_in*dm*H_out*W_out``."""
     kh, kw = _pair(kernel)
     ho, wo = _pair(out_hw)
@@ -157,13 +170,21 @@ def pointwise_macs(c_in: int, c_out: int, out_hw: int | tuple[int, int]) -> int:
     return c_in * c_out * ho * wo
 
 
-def separable_macs(kernel: int | tuple[int, int], c_in: int, c_out: int, out_hw: int | tuple[int, int], depth_multiplier: int = 1) -> int:
+def separable_macs(
+    kernel: int | tuple[int, int],
+    c_in: int,
+    c_out: int,
+    out_hw: int | tuple[int, int],
+    depth_multiplier: int = 1,
+) -> int:
     """MACs of depthwise + pointwise: ``Kh*Kw*C_in*H_out*W_out + C_in*C_out*H_out*W_out``.
 
     >>> separable_macs(5, 3, 256, 8)
     53952
     """
-    return depthwise_macs(kernel, c_in, out_hw, depth_multiplier) + pointwise_macs(c_in * depth_multiplier, c_out, out_hw)
+    return depthwise_macs(kernel, c_in, out_hw, depth_multiplier) + pointwise_macs(
+        c_in * depth_multiplier, c_out, out_hw
+    )
 
 
 def dense_macs(in_features: int, units: int) -> int:
@@ -181,7 +202,11 @@ def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 def _unwrap(layer: Any) -> Any:
     """The layer inside tfmot wrappers (pruning, clustering, quantization)."""
     while hasattr(layer, "layer") and type(layer).__name__ in {
-        "PruneLowMagnitude", "ClusterWeights", "ClusterWeightsMHA", "QuantizeWrapper", "QuantizeWrapperV2",
+        "PruneLowMagnitude",
+        "ClusterWeights",
+        "ClusterWeightsMHA",
+        "QuantizeWrapper",
+        "QuantizeWrapperV2",
     }:
         layer = layer.layer
     return layer
@@ -214,16 +239,26 @@ def layer_macs(layer: Any) -> int:
         groups = getattr(inner, "groups", 1)
         return int(np.prod(k)) * (in_shape[-1] // groups) * inner.filters * out_positions
     if kind in {"DepthwiseConv2D", "DepthwiseConv1D"}:
-        return int(np.prod(inner.kernel_size)) * in_shape[-1] * inner.depth_multiplier * out_positions
+        return (
+            int(np.prod(inner.kernel_size)) * in_shape[-1] * inner.depth_multiplier * out_positions
+        )
     if kind in {"SeparableConv2D", "SeparableConv1D"}:
         dm = inner.depth_multiplier
         c_in = in_shape[-1]
-        return int(np.prod(inner.kernel_size)) * c_in * dm * out_positions + c_in * dm * inner.filters * out_positions
+        return (
+            int(np.prod(inner.kernel_size)) * c_in * dm * out_positions
+            + c_in * dm * inner.filters * out_positions
+        )
     if kind == "Dense":
         return in_shape[-1] * inner.units * out_positions
     if kind in {"MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"}:
         return int(np.prod(inner.pool_size)) * out_shape[-1] * out_positions
-    if kind in {"GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalMaxPooling1D"}:
+    if kind in {
+        "GlobalAveragePooling2D",
+        "GlobalMaxPooling2D",
+        "GlobalAveragePooling1D",
+        "GlobalMaxPooling1D",
+    }:
         return _elements(in_shape)
     return 0
 
@@ -278,12 +313,16 @@ def peak_activation_elements(model: Any) -> tuple[int, list[int]]:
     live_per_step = []
     for step in range(len(layers)):
         live = set(step_inputs[step]) | set(step_outputs[step])
-        live |= {tid for tid, born in producers.items() if born < step and last_use.get(tid, born) > step}
+        live |= {
+            tid for tid, born in producers.items() if born < step and last_use.get(tid, born) > step
+        }
         live_per_step.append(sum(sizes.get(tid, 0) for tid in live))
     return (max(live_per_step) if live_per_step else 0), live_per_step
 
 
-def profile_model(model: Any, *, tflite_model: bytes | None = None, latency_runs: int = 200) -> ModelProfile:
+def profile_model(
+    model: Any, *, tflite_model: bytes | None = None, latency_runs: int = 200
+) -> ModelProfile:
     """Profile a built Keras model: parameters, MACs per layer, bytes, peak activations.
 
     Parameters

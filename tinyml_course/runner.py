@@ -27,11 +27,19 @@ def course_notebooks() -> list[Path]:
     """The course notebooks in teaching order (``notebooks/NN_*.ipynb``)."""
     root = repo_root()
     if root is None:
-        raise FileNotFoundError("notebooks/ not found: run this from a clone of the course (pip install -e .).")
+        raise FileNotFoundError(
+            "notebooks/ not found: run this from a clone of the course (pip install -e .)."
+        )
     return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute_notebook(path: Path, *, timeout: int = 900, save_to: Path | None = None, env: dict[str, str] | None = None) -> NotebookRun:
+def execute_notebook(
+    path: Path,
+    *,
+    timeout: int = 900,
+    save_to: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> NotebookRun:
     """Execute one notebook top to bottom in a fresh kernel, in the notebook's folder.
 
     The executed copy (with outputs) is written to ``save_to`` when given; the source
@@ -45,7 +53,12 @@ def execute_notebook(path: Path, *, timeout: int = 900, save_to: Path | None = N
     nb = nbformat.read(path, as_version=4)
     saved_env = dict(os.environ)
     os.environ.update(env or {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     start = time.perf_counter()
     error = ""
     try:
@@ -62,7 +75,13 @@ def execute_notebook(path: Path, *, timeout: int = 900, save_to: Path | None = N
     return NotebookRun(path.stem, seconds, not error, error, save_to)
 
 
-def run_notebooks(paths: Sequence[Path] | None = None, *, timeout: int = 900, quick: bool = False, echo: bool = True) -> list[NotebookRun]:
+def run_notebooks(
+    paths: Sequence[Path] | None = None,
+    *,
+    timeout: int = 900,
+    quick: bool = False,
+    echo: bool = True,
+) -> list[NotebookRun]:
     """Execute notebooks (all course notebooks by default) and update the results report.
 
     Each notebook's recorded figures are cleared before it runs, so the report only holds

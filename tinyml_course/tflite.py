@@ -117,7 +117,9 @@ def convert_to_tflite(
                 "full-integer ('int8') conversion needs representative_data: a few hundred "
                 "training inputs to calibrate activation ranges."
             )
-        converter.representative_dataset = _representative(model, representative_data, representative_samples)
+        converter.representative_dataset = _representative(
+            model, representative_data, representative_samples
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
             converter.inference_input_type = tf.int8
@@ -130,7 +132,9 @@ def convert_to_tflite(
         try:
             return bytes(converter.convert())
         except Exception as err:  # the converter's own messages are long C++ dumps
-            raise ConversionError(f"TFLite conversion ({quantization}) failed: {str(err).splitlines()[0]}") from None
+            raise ConversionError(
+                f"TFLite conversion ({quantization}) failed: {str(err).splitlines()[0]}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -166,9 +170,13 @@ class TFLiteModel:
         Threads for the default kernels (1 mimics a microcontroller).
     """
 
-    def __init__(self, model_content: bytes, *, reference_kernels: bool = False, num_threads: int = 1) -> None:
+    def __init__(
+        self, model_content: bytes, *, reference_kernels: bool = False, num_threads: int = 1
+    ) -> None:
         if not isinstance(model_content, (bytes, bytearray)) or len(model_content) < 8:
-            raise TypeError("model_content must be the bytes of a .tflite model (from convert_to_tflite).")
+            raise TypeError(
+                "model_content must be the bytes of a .tflite model (from convert_to_tflite)."
+            )
         if bytes(model_content[4:8]) != b"TFL3":
             raise ValueError("model_content is not a .tflite flatbuffer (no 'TFL3' identifier).")
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -187,7 +195,13 @@ class TFLiteModel:
     @staticmethod
     def _info(detail: dict[str, Any]) -> TensorInfo:
         scale, zero_point = detail.get("quantization", (0.0, 0))
-        return TensorInfo(detail["name"], tuple(int(d) for d in detail["shape"]), detail["dtype"], float(scale), int(zero_point))
+        return TensorInfo(
+            detail["name"],
+            tuple(int(d) for d in detail["shape"]),
+            detail["dtype"],
+            float(scale),
+            int(zero_point),
+        )
 
     @property
     def input(self) -> TensorInfo:
@@ -200,7 +214,11 @@ class TFLiteModel:
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float inputs to the model's input dtype (int8: ``round(x/scale)+zp``, clipped)."""
         info = self.input
-        if not info.quantized or np.issubdtype(np.asarray(x).dtype, np.integer) and np.asarray(x).dtype == info.dtype:
+        if (
+            not info.quantized
+            or np.issubdtype(np.asarray(x).dtype, np.integer)
+            and np.asarray(x).dtype == info.dtype
+        ):
             return np.asarray(x, dtype=info.dtype) if not info.quantized else np.asarray(x)
         limits = np.iinfo(info.dtype)
         q = np.round(np.asarray(x, np.float32) / info.scale) + info.zero_point
@@ -211,7 +229,9 @@ class TFLiteModel:
         x = np.asarray(x)
         expected = self.input.shape[1:]
         if tuple(x.shape[1:]) != tuple(expected):
-            raise ValueError(f"input batch has shape {x.shape}; the model expects (N, {', '.join(map(str, expected))}).")
+            raise ValueError(
+                f"input batch has shape {x.shape}; the model expects (N, {', '.join(map(str, expected))})."
+            )
         detail = self.interpreter.get_input_details()[0]
         if x.shape[0] != self._batch:
             from tinyml_course._quiet import quiet_stderr
@@ -231,7 +251,9 @@ class TFLiteModel:
         for start in range(0, len(x), batch_size):
             raw = self.invoke_raw(self.quantize_input(x[start : start + batch_size]))
             info = self.output
-            outputs.append((raw.astype(np.float32) - info.zero_point) * info.scale if info.quantized else raw)
+            outputs.append(
+                (raw.astype(np.float32) - info.zero_point) * info.scale if info.quantized else raw
+            )
         return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
 
 
@@ -244,7 +266,11 @@ def evaluate_tflite(model_content: bytes, x: np.ndarray, y: np.ndarray, **kwargs
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels.")
     scores = TFLiteModel(model_content, **kwargs).predict(x)
-    predicted = (scores.reshape(-1) > 0.5).astype(int) if scores.ndim == 1 or scores.shape[-1] == 1 else scores.argmax(-1)
+    predicted = (
+        (scores.reshape(-1) > 0.5).astype(int)
+        if scores.ndim == 1 or scores.shape[-1] == 1
+        else scores.argmax(-1)
+    )
     return float(np.mean(predicted == y))
 
 
@@ -261,7 +287,9 @@ class Latency:
         return f"{self.median_ms:.3f} ms median (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, {self.runs} runs)"
 
 
-def measure_latency(model_content: bytes, *, runs: int = 200, warmup: int = 20, num_threads: int = 1) -> Latency:
+def measure_latency(
+    model_content: bytes, *, runs: int = 200, warmup: int = 20, num_threads: int = 1
+) -> Latency:
     """Median latency of one ``invoke()`` on this host, warm-up runs excluded.
 
     The input is random data of the right dtype; latency of these models does not
@@ -274,7 +302,9 @@ def measure_latency(model_content: bytes, *, runs: int = 200, warmup: int = 20, 
     rng = np.random.default_rng(0)
     if np.issubdtype(info.dtype, np.integer):
         limits = np.iinfo(info.dtype)
-        sample = rng.integers(limits.min, limits.max, size=(1, *info.shape[1:]), endpoint=True).astype(info.dtype)
+        sample = rng.integers(
+            limits.min, limits.max, size=(1, *info.shape[1:]), endpoint=True
+        ).astype(info.dtype)
     else:
         sample = rng.random((1, *info.shape[1:])).astype(info.dtype)
     interpreter = model.interpreter
