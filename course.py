@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
         return run(tool, "lab", *rest)
     if command == "run":
         return run(tool, "run", *rest)
-    code = run(str(venv_bin("ruff")), "check", "tinyml_course", "tests", "datasets", "course.py")
+    code = run(str(venv_bin("ruff")), "check", "tinyml_course", "tests", "datasets", "notebooks", "solutions", "course.py")
     if code:
         return code
     return run(str(venv_bin("python")), "-m", "pytest", "-n", "2", *rest)
