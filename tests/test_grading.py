@@ -206,38 +206,68 @@ def test_zip_of_a_class_folder_is_unwrapped_and_checked(tmp_path: Path) -> None:
         _unpack(evil, tmp_path / "scratch2", "lab00_budget")
 
 
-def test_tampering_is_detected_against_the_release(tmp_path: Path) -> None:
+def _cell(
+    grade_id: str, source: str, *, grade: bool = False, solution: bool = False
+) -> nbformat.NotebookNode:
+    meta = {
+        "grade_id": grade_id,
+        "locked": not solution,
+        "grade": grade,
+        "solution": solution,
+        "schema_version": 3,
+    }
+    cell = nbformat.v4.new_code_cell(source, metadata={"nbgrader": meta})
+    cell.id = grade_id
+    return cell
+
+
+def test_edited_locked_cells_are_named(tmp_path: Path) -> None:
     from tinyml_course.grading import _tamper_notes
 
-    def cell(grade_id: str, source: str, *, grade: bool) -> dict:
-        meta = {
-            "grade_id": grade_id,
-            "locked": True,
-            "grade": grade,
-            "solution": False,
-            "schema_version": 3,
-        }
-        return {
-            "cell_type": "code",
-            "source": source,
-            "metadata": {"nbgrader": meta},
-            "outputs": [],
-        }
+    release = nbformat.v4.new_notebook(
+        cells=[_cell("t1", "check()", grade=True), _cell("t2", "check2()", grade=True)]
+    )
+    submitted = nbformat.v4.new_notebook(
+        cells=[_cell("t1", "pass", grade=True), _cell("t2", "check2()", grade=True)]
+    )
+    nbformat.write(release, tmp_path / "r.ipynb")
+    nbformat.write(submitted, tmp_path / "s.ipynb")
+    assert _tamper_notes(tmp_path / "r.ipynb", tmp_path / "s.ipynb") == [
+        "locked cell t1 was edited: restored from the source"
+    ]
 
-    release = {
-        "cells": [
-            cell("setup", "import numpy", grade=False),
-            cell("t1", "check()", grade=True),
-            cell("t2", "check2()", grade=True),
+
+def test_deleted_cells_are_put_back_in_order(tmp_path: Path) -> None:
+    from tinyml_course.grading import _restore_deleted_cells
+
+    release = nbformat.v4.new_notebook(
+        cells=[
+            _cell("setup", "import numpy"),
+            _cell("a1", "raise NotImplementedError()", solution=True),
+            _cell("t1", "check()", grade=True),
+            _cell("a2", "raise NotImplementedError()", solution=True),
+            _cell("t2", "check2()", grade=True),
         ]
-    }
-    submitted = {"cells": [cell("t1", "pass", grade=True), cell("t2", "check2()", grade=True)]}
-    (tmp_path / "r.ipynb").write_text(json.dumps(release))
-    (tmp_path / "s.ipynb").write_text(json.dumps(submitted))
-    notes = _tamper_notes(tmp_path / "r.ipynb", tmp_path / "s.ipynb")
+    )
+    submitted = nbformat.v4.new_notebook(
+        cells=[_cell("a2", "x = 2", solution=True), _cell("t2", "check2()", grade=True)]
+    )
+    nbformat.write(release, tmp_path / "r.ipynb")
+    nbformat.write(submitted, tmp_path / "s.ipynb")
+    notes = _restore_deleted_cells(tmp_path / "r.ipynb", tmp_path / "s.ipynb")
+    repaired = nbformat.read(tmp_path / "s.ipynb", as_version=4)
+    assert [c.metadata["nbgrader"]["grade_id"] for c in repaired.cells] == [
+        "setup",
+        "a1",
+        "t1",
+        "a2",
+        "t2",
+    ]
+    assert repaired.cells[3].source == "x = 2", "the student's answers are kept"
     assert notes == [
-        "locked cell setup was deleted (nbgrader puts back test cells only)",
-        "locked cell t1 was edited: restored from the source",
+        "locked cell setup was deleted: restored from the release",
+        "answer cell a1 was deleted: restored blank",
+        "locked cell t1 was deleted: restored from the release",
     ]
 
 
@@ -311,6 +341,14 @@ def _bad_batch(lab: str, release: nbformat.NotebookNode, folder: Path) -> None:
             cell.source = "pass"
     tampered.cells = [c for c in tampered.cells if _nbgrader(c).get("grade_id") != "q3_test"]
     _write(folder, "tampered", lab, tampered)
+    # An answer deleted together with its test (nbgrader alone fails on the whole notebook), and a setup cell.
+    deleter = _filled(release, answers)
+    deleter.cells = [
+        c
+        for c in deleter.cells
+        if _nbgrader(c).get("grade_id") not in ("q3_answer", "q3_test", "q4_boards")
+    ]
+    _write(folder, "deleter", lab, deleter)
     _write(folder, "not_json", lab, "this is not a notebook {")
     (folder / "missing").mkdir()
     (folder / "missing" / "notes.txt").write_text("I forgot to attach it")
@@ -353,11 +391,18 @@ def test_bad_submissions_never_break_the_batch(tmp_path: Path) -> None:
     assert (
         "q1_test: CheckFailed" in tampered.reason and "q3_test: CheckFailed" in tampered.reason
     ), table
+    deleter = first["deleter"]
+    assert (
+        0 < deleter.score < maximum
+        and "q3_test" in deleter.reason
+        and "q4_test" not in deleter.reason
+    ), table
+    assert "answer cell q3_answer was deleted: restored blank" in deleter.reason, table
     assert first["not_json"].status == "invalid" and first["not_json"].score == 0, table
     assert first["missing"].status == "missing" and first["missing"].score == 0, table
 
     # Feedback for everyone graded, the CSV for everyone (students with no graded submission: 0).
-    for student in ("good", "syntax_error", "tampered"):
+    for student in ("good", "syntax_error", "tampered", "deleter"):
         assert (workspace / "feedback" / student / lab / f"{lab}.html").is_file()
     rows = {
         row["student_id"]: row for row in csv.DictReader(export_grades(workspace=workspace).open())

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import difflib
 import filecmp
@@ -561,8 +562,55 @@ def _answer_problems(notebook: Path) -> list[str]:
     return problems
 
 
+def _restore_deleted_cells(release: Path, target: Path) -> list[str]:
+    """Put the release's cells that a submission deleted back in place; return what was restored.
+
+    nbgrader restores deleted *test* cells only, and fails on the whole notebook when the
+    cell before a deleted test cell is gone too (an answer deleted with its test). Putting
+    every missing nbgrader cell of the release back first (answers blank, so their tests
+    score 0) lets the rest of the notebook be graded.
+    """
+    import uuid
+
+    import nbformat
+
+    original = nbformat.read(release, as_version=4)
+    nb = nbformat.read(target, as_version=4)
+
+    def grade_id(cell: Any) -> str | None:
+        return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+    present = {grade_id(c) for c in nb.cells} - {None}
+    ids = {c.get("id") for c in nb.cells}
+    notes: list[str] = []
+    previous: str | None = None
+    for cell in original.cells:
+        gid = grade_id(cell)
+        if gid is None:
+            continue
+        if gid not in present:
+            index = 0
+            if previous is not None:
+                index = next(i for i, c in enumerate(nb.cells) if grade_id(c) == previous) + 1
+            restored = copy.deepcopy(cell)
+            if restored.get("id") in ids:
+                restored["id"] = uuid.uuid4().hex[:8]
+            ids.add(restored.get("id"))
+            nb.cells.insert(index, restored)
+            present.add(gid)
+            meta = cell.metadata["nbgrader"]
+            if meta.get("solution") and not meta.get("locked"):
+                notes.append(f"answer cell {gid} was deleted: restored blank")
+            else:
+                notes.append(f"locked cell {gid} was deleted: restored from the release")
+        previous = gid
+    if notes:
+        nbformat.write(nb, target)
+    return notes
+
+
 def _tamper_notes(release: Path, submitted: Path) -> list[str]:
-    """Locked cells of the release that the submission deleted or edited (nbgrader restores them)."""
+    """Locked cells of the release that the submission edited (nbgrader restores them)."""
     try:
         original = json.loads(release.read_text())
         handed_in = json.loads(submitted.read_text())
@@ -579,23 +627,15 @@ def _tamper_notes(release: Path, submitted: Path) -> list[str]:
         return found
 
     theirs = cells(handed_in, only_locked=False)
-    graded = {
-        cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        for cell in original.get("cells", [])
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade")
-    }
     notes = []
     for grade_id, source in cells(original, only_locked=True).items():
-        if grade_id not in theirs and grade_id in graded:
-            notes.append(f"locked cell {grade_id} was deleted: restored from the source")
-        elif grade_id not in theirs:
-            notes.append(f"locked cell {grade_id} was deleted (nbgrader puts back test cells only)")
-        elif theirs[grade_id].strip() != source.strip():
+        if grade_id in theirs and theirs[grade_id].strip() != source.strip():
             notes.append(f"locked cell {grade_id} was edited: restored from the source")
     return notes
 
 
 _KNOWN_FAILURES = {
+    "add_missing_grade_cells": "deleted cells could not be put back",
     "DeadKernelError": "the kernel died while running it (os._exit, a crash, or the machine ran out of memory)",
     "UnresponsiveKernelError": "the kernel stopped responding and could not be interrupted",
     "ValidationError": "its nbgrader cell metadata is corrupted (cells copied or ids edited)",
@@ -721,6 +761,12 @@ def autograde(
                 )
             else:
                 _place(sub, lab, workspace)
+                try:
+                    restored = _restore_deleted_cells(
+                        release_nb, workspace / "submitted" / sub.student / lab / f"{lab}.ipynb"
+                    )
+                except Exception:  # leave the repair to nbgrader
+                    restored = []
                 ok, log = _run(
                     Autograde,
                     config,
@@ -732,7 +778,7 @@ def autograde(
                 log_path.write_text(log)
                 score = _gradebook_score(workspace, lab, sub.student)
                 graded = workspace / "autograded" / sub.student / lab / f"{lab}.ipynb"
-                notes = [*sub.notes, *_tamper_notes(release_nb, sub.notebook)]
+                notes = [*sub.notes, *_tamper_notes(release_nb, sub.notebook), *restored]
                 if not ok or score is None or not graded.is_file():
                     why = _failure_reason(log)
                     result = StudentResult(
