@@ -452,14 +452,23 @@ def _check_int(name: str, array: np.ndarray, dtype: type) -> np.ndarray:
     return array
 
 
-def _requantize(
+def _add_bias_and_requantize(
     acc: np.ndarray,
+    bias: np.ndarray | None,
+    per: str,
     multiplier: np.ndarray,
     shift: np.ndarray,
     output_zero_point: int,
     activation_min: int,
     activation_max: int,
 ) -> np.ndarray:
+    """Add the int32 bias (one per last-axis channel) to the accumulators, then requantize."""
+    if bias is not None:
+        bias = _check_int("bias", bias, np.int32)
+        channels = acc.shape[-1]
+        if bias.shape != (channels,):
+            raise ValueError(f"bias has shape {bias.shape}; expected ({channels},), one per {per}.")
+        acc = acc + bias.astype(np.int64)
     out = multiply_by_quantized_multiplier(acc, multiplier, shift) + int(output_zero_point)
     return np.clip(out, activation_min, activation_max).astype(np.int8)
 
@@ -517,15 +526,10 @@ def integer_dense(
             "transpose a Keras kernel (in, units) with .T."
         )
     acc = (x.astype(np.int64) - int(input_zero_point)) @ weights.astype(np.int64).T
-    if bias is not None:
-        bias = _check_int("bias", bias, np.int32)
-        if bias.shape != (weights.shape[0],):
-            raise ValueError(
-                f"bias has shape {bias.shape}; expected ({weights.shape[0]},), one per unit."
-            )
-        acc = acc + bias.astype(np.int64)
-    return _requantize(
+    return _add_bias_and_requantize(
         acc,
+        bias,
+        "unit",
         np.asarray(output_multiplier),
         np.asarray(output_shift),
         output_zero_point,
@@ -611,15 +615,10 @@ def integer_conv2d(
         for j in range(kw):
             patch = centred[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :]
             acc += patch @ w64[:, i, j, :].T
-    if bias is not None:
-        bias = _check_int("bias", bias, np.int32)
-        if bias.shape != (c_out,):
-            raise ValueError(
-                f"bias has shape {bias.shape}; expected ({c_out},), one per output channel."
-            )
-        acc = acc + bias.astype(np.int64)
-    return _requantize(
+    return _add_bias_and_requantize(
         acc,
+        bias,
+        "output channel",
         np.asarray(output_multiplier),
         np.asarray(output_shift),
         output_zero_point,
