@@ -155,3 +155,15 @@ def test_cli_run_reports_a_missing_notebook() -> None:
         text=True,
     )
     assert result.returncode == 2 and "no such notebook" in result.stderr
+
+
+def test_running_the_whole_course_starts_a_fresh_report(tmp_path, monkeypatch) -> None:
+    from tinyml_course import runner
+
+    monkeypatch.setenv("TINYML_COURSE_RESULTS", str(tmp_path))
+    record_figure("99_stale", "old", 1, root=tmp_path)
+    write_report({"99_stale": {"seconds": 1.0, "ok": True}}, root=tmp_path)
+    monkeypatch.setattr(runner, "course_notebooks", lambda: [])
+    assert runner.run_notebooks(None, echo=False) == []
+    assert not (tmp_path / "results.json").exists()
+    assert load_figures(root=tmp_path) == {}

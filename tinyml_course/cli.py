@@ -52,14 +52,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from tinyml_course.paths import results_dir
-    from tinyml_course.runner import course_notebooks, run_notebooks
+    from tinyml_course.runner import run_notebooks
 
-    paths = [Path(p) for p in args.notebooks] or course_notebooks()
+    paths = [Path(p) for p in args.notebooks]  # none: the whole course, in a fresh report
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
-    runs = run_notebooks(paths, timeout=args.timeout, quick=args.quick)
+    runs = run_notebooks(paths or None, timeout=args.timeout, quick=args.quick)
     print(f"report: {results_dir() / 'report.md'} and {results_dir() / 'results.json'}")
     return 0 if all(r.ok for r in runs) else 1
 

@@ -84,11 +84,16 @@ def run_notebooks(
 ) -> list[NotebookRun]:
     """Execute notebooks (all course notebooks by default) and update the results report.
 
-    Each notebook's recorded figures are cleared before it runs, so the report only holds
-    numbers measured by this run. Executed copies go to ``results/executed/``.
+    Each notebook's recorded figures are cleared before it runs, so the report holds for
+    every notebook the numbers of its latest run. Running the whole course (no ``paths``)
+    starts a fresh report. Executed copies go to ``results/executed/``.
     """
-    paths = list(paths) if paths else course_notebooks()
     out = results_dir()
+    if not paths:
+        paths = course_notebooks()
+        for stale in (out / "results.json", *(out / "figures").glob("*.json")):
+            stale.unlink(missing_ok=True)
+    paths = list(paths)
     runs = []
     # TINYML_COURSE_HEADLESS tells widget explorers there is no front end: draw static figures.
     env = {"TINYML_COURSE_RESULTS": str(out), "TINYML_COURSE_HEADLESS": "1"}
