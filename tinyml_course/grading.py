@@ -503,14 +503,19 @@ def _place(sub: _Submission, lab: str, workspace: Path) -> None:
 
 
 # --------------------------------------------------------------------------- reading results
-def _cell_problems(notebook: Path) -> list[str]:
-    """Why each graded cell of an autograded notebook lost its points."""
+def _notebook_problems(notebook: Path) -> list[str]:
+    """Errors in an autograded notebook's answer cells, then why each graded cell lost points."""
     try:
-        nb = json.loads(notebook.read_text())
+        cells = json.loads(notebook.read_text()).get("cells", [])
     except (OSError, ValueError):
         return []
+    return _answer_problems(cells) + _cell_problems(cells)
+
+
+def _cell_problems(cells: list[dict]) -> list[str]:
+    """Why each graded cell of an autograded notebook lost its points."""
     problems = []
-    for cell in nb.get("cells", []):
+    for cell in cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if not meta.get("grade") or cell.get("cell_type") != "code":
             continue
@@ -535,14 +540,10 @@ def _cell_problems(notebook: Path) -> list[str]:
     return problems
 
 
-def _answer_problems(notebook: Path) -> list[str]:
+def _answer_problems(cells: list[dict]) -> list[str]:
     """Errors raised in answer (solution) cells: often the root cause of failing tests."""
-    try:
-        nb = json.loads(notebook.read_text())
-    except (OSError, ValueError):
-        return []
     problems = []
-    for cell in nb.get("cells", []):
+    for cell in cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade") or not meta.get("solution") or cell.get("cell_type") != "code":
             continue
@@ -790,7 +791,7 @@ def autograde(
                     )
                 else:
                     got, total = score
-                    problems = _answer_problems(graded) + _cell_problems(graded)
+                    problems = _notebook_problems(graded)
                     status = "full" if got >= total > 0 else ("zero" if got <= 0 else "partial")
                     result = StudentResult(
                         sub.student, got, total, status, "; ".join([*problems, *notes])
