@@ -214,14 +214,13 @@ class TFLiteModel:
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float inputs to the model's input dtype (int8: ``round(x/scale)+zp``, clipped)."""
         info = self.input
-        if (
-            not info.quantized
-            or np.issubdtype(np.asarray(x).dtype, np.integer)
-            and np.asarray(x).dtype == info.dtype
-        ):
-            return np.asarray(x, dtype=info.dtype) if not info.quantized else np.asarray(x)
+        x = np.asarray(x)
+        if not info.quantized:
+            return np.asarray(x, dtype=info.dtype)
+        if x.dtype == info.dtype:  # already quantized
+            return x
         limits = np.iinfo(info.dtype)
-        q = np.round(np.asarray(x, np.float32) / info.scale) + info.zero_point
+        q = np.round(x.astype(np.float32) / info.scale) + info.zero_point
         return np.clip(q, limits.min, limits.max).astype(info.dtype)
 
     def invoke_raw(self, x: np.ndarray) -> np.ndarray:
