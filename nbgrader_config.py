@@ -54,11 +54,15 @@ c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120
 # Keep the kernel's own start-up warnings (e.g. "running over TCP") off the grader's terminal.
 c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
-# Run each submission in a kernel with an address-space limit: a cell that allocates far
-# too much raises MemoryError (that cell scores 0) instead of taking the machine down.
-# Same list as nbgrader's default, with Execute replaced by LimitedExecute.
+# Run each submission's kernel in the grading sandbox (bubblewrap: no network, no view of
+# solutions/, the gradebook or other students; its processes die with it) and under limits
+# (address space: a cell that allocates far too much raises MemoryError and scores 0; CPU
+# time, file size, processes). Then decide the hidden tests outside the kernel, against the
+# solution's results, and run the tamper scan. Same list as nbgrader's default, with Execute
+# replaced by SandboxedExecute and DecideHiddenTests after it. See docs/grading.md.
 c.Autograde.autograde_preprocessors = [
-    "tinyml_course.grading_kernel.LimitedExecute",
+    "tinyml_course.grading.sandbox.SandboxedExecute",
+    "tinyml_course.grading.verdict.DecideHiddenTests",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -66,7 +70,8 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
-c.LimitedExecute.memory_limit_mb = 6144
+c.SandboxedExecute.sandbox = True
+c.SandboxedExecute.memory_limit_mb = 6144
 # Put back test cells a student deleted (edited locked cells are always restored).
 c.OverwriteCells.add_missing_cells = True
 # Second guard against log noise: a test cell that writes to stderr scores 0, so drop

@@ -190,7 +190,8 @@ def test_grade_command_lists_labs_and_reports_bad_paths(
 
 
 def test_zip_of_a_class_folder_is_unwrapped_and_checked(tmp_path: Path) -> None:
-    from tinyml_course.grading import GradingError, _unpack
+    from tinyml_course.grading.submissions import unpack as _unpack
+    from tinyml_course.grading.workspace import GradingError
 
     archive = tmp_path / "class.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -222,7 +223,7 @@ def _cell(
 
 
 def test_edited_locked_cells_are_named(tmp_path: Path) -> None:
-    from tinyml_course.grading import _tamper_notes
+    from tinyml_course.grading.diagnose import edited_locked_cells as _tamper_notes
 
     release = nbformat.v4.new_notebook(
         cells=[_cell("t1", "check()", grade=True), _cell("t2", "check2()", grade=True)]
@@ -238,7 +239,7 @@ def test_edited_locked_cells_are_named(tmp_path: Path) -> None:
 
 
 def test_deleted_cells_are_put_back_in_order(tmp_path: Path) -> None:
-    from tinyml_course.grading import _restore_deleted_cells
+    from tinyml_course.grading.diagnose import restore_deleted_cells as _restore_deleted_cells
 
     release = nbformat.v4.new_notebook(
         cells=[

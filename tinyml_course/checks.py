@@ -190,3 +190,89 @@ def check_value_with_mistakes(
                 continue
         _fail(name, expected, got, hint)
     passed(name)
+
+
+# --------------------------------------------------------------------------- hidden tests
+HIDDEN_MIME = "application/vnd.tinyml-course.hidden+json"
+
+
+def encode_value(value: Any) -> Any:
+    """A JSON-safe form of a result: numbers, strings, bools, None, lists, dicts, arrays.
+
+    Arrays become ``{"array": nested list, "dtype": str, "shape": list}``; numpy scalars
+    become Python numbers; tuples become lists; dict keys become strings.
+
+    Raises
+    ------
+    TypeError
+        For anything else (a model, a function): record a number or an array computed from it.
+
+    Examples
+    --------
+    >>> encode_value((1, np.int64(2), np.array([0.5])))
+    [1, 2, {'array': [0.5], 'dtype': 'float64', 'shape': [1]}]
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return [encode_value(v) for v in value.tolist()]
+        return {"array": value.tolist(), "dtype": value.dtype.name, "shape": list(value.shape)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): encode_value(v) for k, v in value.items()}
+    raise TypeError(
+        f"a hidden-test result must be a number, string, bool, None, list, dict or array; "
+        f"got {type(value).__name__}. Record a value computed from it instead."
+    )
+
+
+def hidden(
+    name: str,
+    value: Any,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    at_most: float | None = None,
+    at_least: float | None = None,
+) -> None:
+    """Record one result of a hidden test; the grader decides it, outside the student's kernel.
+
+    In a hidden test, compute the student's result on an input the student has not seen and
+    hand it to ``hidden``. Nothing is decided here (code in the student's kernel could patch
+    any check): the grader compares the value with the one the solution recorded under the
+    same name, with the solution's tolerances, or against the solution's bounds
+    (``at_most`` / ``at_least``, for budgets where any value within them is right).
+
+    Parameters
+    ----------
+    name : str
+        Unique within the test cell.
+    value : number, str, bool, list, dict or array
+        The student's result (see :func:`encode_value`).
+    rtol, atol : float
+        Tolerances for numbers and arrays (taken from the solution's call).
+    at_most, at_least : float, optional
+        Bounds: the value passes when it lies within them, whatever the solution's value.
+    """
+    payload = {
+        "name": str(name),
+        "value": encode_value(value),
+        "rtol": float(rtol),
+        "atol": float(atol),
+        "at_most": None if at_most is None else float(at_most),
+        "at_least": None if at_least is None else float(at_least),
+    }
+    try:
+        from IPython import get_ipython
+        from IPython.display import publish_display_data
+    except ImportError:  # pragma: no cover - IPython is a course dependency
+        return
+    if get_ipython() is None:  # plain Python (a script, a doctest): nothing to report to
+        return
+    publish_display_data({HIDDEN_MIME: payload, "text/plain": f"hidden test result: {name}"})
