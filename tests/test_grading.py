@@ -144,20 +144,6 @@ def test_collect_reports_missing_and_invalid_notebooks(tmp_path: Path) -> None:
     assert subs["empty"].status == "missing" and f"{lab}.ipynb" in subs["empty"].problem
 
 
-def test_limited_command_wraps_only_with_a_limit() -> None:
-    from tinyml_course.grading_kernel import limited_command
-
-    assert limited_command(["python", "-m", "ipykernel_launcher"], 0) == [
-        "python",
-        "-m",
-        "ipykernel_launcher",
-    ]
-    wrapped = limited_command(["python", "-m", "ipykernel_launcher"], 512)
-    assert wrapped[-3:] == ["python", "-m", "ipykernel_launcher"] and "512" in wrapped
-    with pytest.raises(ValueError, match="memory_limit_mb"):
-        limited_command(["python"], -1)
-
-
 def test_unknown_lab_is_a_clear_error(tmp_path: Path) -> None:
     from tinyml_course.grading import GradingError, autograde
 
@@ -432,3 +418,288 @@ def test_bad_submissions_never_break_the_batch(tmp_path: Path) -> None:
     assert float(rows["good_too"]["score"]) == maximum, (
         "the earlier result of a student not in the second batch was lost"
     )
+
+
+# --------------------------------------------------------------------------- fast: the pieces
+def test_launcher_applies_the_limits() -> None:
+    import subprocess
+    import sys
+
+    from tinyml_course.grading.sandbox import Limits, launcher_command
+
+    probe = (
+        "import resource as r; print(r.getrlimit(r.RLIMIT_AS)[0], r.getrlimit(r.RLIMIT_CPU)[0], "
+        "r.getrlimit(r.RLIMIT_FSIZE)[0], r.getrlimit(r.RLIMIT_NPROC)[0])"
+    )
+    command = launcher_command([sys.executable, "-c", probe], Limits(2048, 77, 3, 999))
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    assert [int(v) for v in out] == [2048 * 2**20, 77, 3 * 2**20, 999]
+    with pytest.raises(ValueError, match="memory_mb must be an int >= 0"):
+        Limits(memory_mb=-1)
+
+
+def test_sandbox_command_shows_only_public_paths(tmp_path: Path) -> None:
+    import shutil
+
+    from tinyml_course.grading.sandbox import bwrap_command
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    command = bwrap_command(["python"], workdir=tmp_path)
+    bound = {command[i + 2] for i, a in enumerate(command) if a in ("--ro-bind", "--bind")}
+    assert str(ROOT / "solutions") not in bound and str(ROOT / "results") not in bound
+    assert str(ROOT) not in bound, "the whole repository must not be visible"
+    assert {
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-user",
+        "--die-with-parent",
+        "--clearenv",
+    } <= set(command)
+
+
+def test_sandbox_isolates_a_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside: no solutions, no network, no writes outside its folder, no instructor environment."""
+    import socket
+    import subprocess
+    import sys
+
+    from tinyml_course.grading.sandbox import bwrap_command, sandbox_status
+
+    ok, why = sandbox_status()
+    if not ok:
+        pytest.skip(why)
+    monkeypatch.setenv("INSTRUCTOR_SECRET", "s3cret")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    probe = f"""
+import os, socket
+from pathlib import Path
+print("uid", os.getuid())
+print("solutions", Path({str(ROOT / "solutions")!r}).exists())
+print("secret", os.environ.get("INSTRUCTOR_SECRET"))
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2); print("net open")
+except OSError:
+    print("net blocked")
+for target in ({str(ROOT / "tinyml_course" / "x.py")!r}, "here.txt"):
+    try:
+        Path(target).write_text("x"); print("wrote", Path(target).name)
+    except OSError:
+        print("blocked", Path(target).name)
+"""
+    try:
+        done = subprocess.run(
+            bwrap_command([sys.executable, "-c", probe], workdir=tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.close()
+    lines = done.stdout.splitlines()
+    assert lines == [
+        "uid 1000",
+        "solutions False",
+        "secret None",
+        "net blocked",
+        "blocked x.py",
+        "wrote here.txt",
+    ], done.stdout + done.stderr
+    assert (tmp_path / "here.txt").read_text() == "x"
+    assert not (ROOT / "tinyml_course" / "x.py").exists()
+
+
+def test_autograde_refuses_without_a_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tinyml_course.grading.sandbox as sandbox
+    from tinyml_course.grading import GradingError, autograde
+
+    monkeypatch.setattr(
+        sandbox, "sandbox_status", lambda: (False, "no bwrap here; pass --no-sandbox")
+    )
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    with pytest.raises(GradingError, match="cannot sandbox the grading kernels: .*--no-sandbox"):
+        autograde("lab00_budget", tmp_path / "subs", workspace=tmp_path / "ws")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("check_value = lambda *a, **k: None", "rebinds `check_value`"),
+        (
+            "import tinyml_course.checks\ntinyml_course.checks._fail = print",
+            "patches the module attribute tinyml_course.checks._fail",
+        ),
+        ("np.allclose = lambda *a: True", "patches the module attribute numpy.allclose"),
+        ("import numpy as xp\nsetattr(xp, 'isclose', None)", "calls setattr()"),
+        ("import builtins\nbuiltins.print = None", "imports builtins"),
+        ("exec('x = 1')", "calls exec()"),
+        (
+            "import importlib\nm = importlib.import_module('tinyml_course.profiling')",
+            "imports importlib",
+        ),
+        ("!cat /etc/passwd", "calls get_ipython()"),
+        (
+            "open('../../solutions/lab00_budget/lab00_budget.ipynb')",
+            "names a file outside the submission",
+        ),
+        ("f = check_value.__globals__", "reaches into __globals__"),
+        (
+            "from tinyml_course.profiling import conv2d_macs",
+            "uses tinyml_course.profiling.conv2d_macs",
+        ),
+        (
+            "from tinyml_course import profiling as p\nx = p.conv2d_macs(3, 1, 1, 1)",
+            "uses tinyml_course.profiling.conv2d_macs",
+        ),
+        (
+            "import tinyml_course.profiling\nx = tinyml_course.profiling.conv2d_macs",
+            "uses tinyml_course.profiling.conv2d_macs",
+        ),
+        ("x = _ref.conv2d_macs", "uses tinyml_course.profiling.conv2d_macs"),
+    ],
+)
+def test_tamper_scan_flags(source: str, message: str) -> None:
+    from tinyml_course.grading.tamper import scan_cells
+
+    setup = (
+        "import numpy as np\nfrom tinyml_course.checks import check_value\n"
+        "from tinyml_course import profiling as _ref",
+        True,
+    )
+    found = scan_cells([setup, (source, False)], ["tinyml_course.profiling.conv2d_macs"])
+    assert any(message in f.message for f in found), [f.message for f in found]
+    assert all(f.cell == 1 for f in found)
+
+
+def test_tamper_scan_leaves_honest_code_alone() -> None:
+    from tinyml_course.grading.tamper import scan_cells
+
+    setup = (
+        "import numpy as np\nfrom tinyml_course import keras\nfrom tinyml_course.checks import check_value",
+        True,
+    )
+    honest = (
+        "import numpy as np\nfrom tinyml_course import keras\n\n"
+        "def f(x):\n    y = np.asarray(x, dtype=float)\n    model = keras.Sequential()\n"
+        "    model.trainable = False\n    return float(np.abs(y).max())\n"
+    )
+    assert scan_cells([setup, (honest, False)], ["tinyml_course.profiling.conv2d_macs"]) == []
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_solutions_pass_the_tamper_scan(lab: str) -> None:
+    """The scan has no false alarm on the worked solution of any lab."""
+    from tinyml_course.grading.tamper import scan_cells
+    from tinyml_course.grading.verdict import forbidden_calls
+
+    nb = _solution(lab)
+    cells = [
+        (c.source, bool(_nbgrader(c).get("locked"))) for c in nb.cells if c.cell_type == "code"
+    ]
+    found = scan_cells(cells, forbidden_calls(nb))
+    assert found == [], [f.message for f in found]
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_lab_names_the_references_answers_may_not_call(lab: str) -> None:
+    """Forbidden references exist, are named in the lab's intro, and no locked cell imports one."""
+    import importlib
+
+    from tinyml_course.grading.tamper import _bound_names, _is_forbidden
+    from tinyml_course.grading.verdict import forbidden_calls
+
+    nb = _solution(lab)
+    forbidden = forbidden_calls(nb)
+    assert forbidden, (
+        f"{lab}: list the references its answers may not call in metadata tinyml_course.forbidden"
+    )
+    intro = nb.cells[0].source
+    assert "Rules of the graded version" in intro, f"{lab}: the intro must state the rules"
+    for name in forbidden:
+        module, _, attr = name.rpartition(".")
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            assert hasattr(importlib.import_module(module), attr), f"{lab}: {name} does not exist"
+        assert attr in intro, f"{lab}: the intro does not name the forbidden {name}"
+    for cell in nb.cells:
+        if cell.cell_type == "code" and _nbgrader(cell).get("locked"):
+            import ast
+
+            _, aliases = _bound_names(ast.parse(cell.source))
+            leaked = [a for a, target in aliases.items() if _is_forbidden(target, forbidden)]
+            assert not leaked, (
+                f"{lab}/{_nbgrader(cell).get('grade_id')} puts references {leaked} in the student's namespace"
+            )
+
+
+@pytest.mark.parametrize(
+    ("expected", "got", "why"),
+    [
+        ({"value": 7}, {"value": 7}, None),
+        ({"value": 7}, {"value": 8}, "a different value"),
+        ({"value": 1_228_800}, {"value": 1_228_801}, "a different value"),
+        ({"value": 0.5, "rtol": 1e-6}, {"value": 0.5000001}, None),
+        ({"value": True}, {"value": 1}, "a different value"),
+        ({"value": {"array": [1, 2], "dtype": "int8", "shape": [2]}}, {"value": [1, 2]}, None),
+        (
+            {"value": {"array": [1, 2], "dtype": "int8", "shape": [2]}},
+            {"value": [[1, 2]]},
+            "shape (1, 2) is not the expected shape (2,)",
+        ),
+        ({"value": 0, "at_most": 100.0}, {"value": 99}, None),
+        ({"value": 0, "at_most": 100.0}, {"value": 101}, "101 is over 100"),
+        ({"value": 0, "at_least": 0.75}, {"value": "high"}, "a str, not a number"),
+        ({"value": ["a", 2]}, {"value": ["a", 2, 3]}, "a different number of items"),
+    ],
+)
+def test_hidden_results_are_compared_with_the_solutions_rule(
+    expected: dict, got: dict, why: str | None
+) -> None:
+    from tinyml_course.grading.verdict import compare
+
+    assert (
+        compare({"rtol": 1e-6, "atol": 0.0, "at_most": None, "at_least": None, **expected}, got)
+        == why
+    )
+
+
+def test_decide_fails_missing_repeated_and_unexpected_results() -> None:
+    from tinyml_course.checks import HIDDEN_MIME, encode_value
+    from tinyml_course.grading.verdict import decide
+
+    def record(name: str, value: object) -> dict:
+        return nbformat.v4.new_output(
+            "display_data",
+            data={HIDDEN_MIME: {"name": name, "value": encode_value(value)}, "text/plain": name},
+        )
+
+    source = nbformat.v4.new_notebook(
+        cells=[_cell(f"t{i}", f"test {i}", grade=True) for i in range(4)]
+    )
+    nb = copy.deepcopy(source)
+    nb.cells[0].outputs = [record("a", 1)]
+    nb.cells[1].outputs = [record("a", 2)]
+    nb.cells[2].outputs = [record("a", 1), record("a", 1)]
+    nb.cells[3].outputs = [record("a", 1), record("b", 1)]
+    expected = {
+        f"t{i}": {
+            "a": {"name": "a", "value": 1, "rtol": 0, "atol": 0, "at_most": None, "at_least": None}
+        }
+        for i in range(4)
+    }
+    verdict = decide(nb, source, expected, [])
+    assert verdict["hidden"] == {
+        "t1": ["hidden test 'a': a different value"],
+        "t2": ["hidden test 'a' reported 2 results"],
+        "t3": ["unexpected hidden result 'b' (not from this lab's tests)"],
+    }
+    assert nb.cells[0].outputs == [], (
+        "passing cells keep no error (and the raw results are removed)"
+    )
+    assert [o.ename for c in nb.cells[1:] for o in c.outputs] == ["HiddenTestFailed"] * 3

@@ -42,6 +42,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(
         f"tflite-micro runtime: {'available' if micro_available() else 'not available here (falls back to LiteRT reference kernels)'}"
     )
+    from tinyml_course.grading.sandbox import sandbox_status
+
+    works, why = sandbox_status()
+    print(f"grading sandbox: {'works (' + why + ')' if works else 'not available: ' + why}")
     from tinyml_course.datasets import load_fashion_mnist
 
     data = load_fashion_mnist()

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tinyml_course.grading.submissions import Submission, collect, place, unpack
 from tinyml_course.grading.diagnose import (
     edited_locked_cells,
     failure_reason,
@@ -29,6 +28,7 @@ from tinyml_course.grading.diagnose import (
     restore_deleted_cells,
 )
 from tinyml_course.grading.releases import generate_assignment
+from tinyml_course.grading.submissions import Submission, collect, place, unpack
 from tinyml_course.grading.workspace import (
     LOG,
     GradingError,

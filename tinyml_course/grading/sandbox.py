@@ -59,15 +59,18 @@ class Limits:
         Largest file the kernel may write, in MiB.
     processes : int
         Processes and threads the sandbox's user may run at once.
+    tmp_mb : int
+        Size of the sandbox's private ``/tmp`` (memory-backed), in MiB.
     """
 
     memory_mb: int = 6144
     cpu_seconds: int = 3600
     file_mb: int = 512
     processes: int = 512
+    tmp_mb: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("memory_mb", "cpu_seconds", "file_mb", "processes"):
+        for name in ("memory_mb", "cpu_seconds", "file_mb", "processes", "tmp_mb"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0 (0: no limit); got {value!r}.")
@@ -152,7 +155,10 @@ def bwrap_command(
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    if limits.tmp_mb and _bwrap_has_size(bwrap):  # bubblewrap >= 0.8
+        args += ["--size", str(limits.tmp_mb * 1024 * 1024)]
+    args += ["--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
     for path in _read_only_paths():
         args += ["--ro-bind", str(path), str(path)]
     for path in [Path(workdir), *writable]:
@@ -175,6 +181,13 @@ def bwrap_command(
         args += ["--setenv", name, value]
     args += ["--chdir", str(Path(workdir).resolve()), "--"]
     return args + launcher_command(command, limits)
+
+
+@functools.lru_cache(maxsize=4)
+def _bwrap_has_size(bwrap: str) -> bool:
+    """Whether this bubblewrap can cap a tmpfs (``--size``, bubblewrap 0.8 and newer)."""
+    done = subprocess.run([bwrap, "--help"], capture_output=True, text=True)
+    return "--size" in done.stdout + done.stderr
 
 
 @functools.lru_cache(maxsize=1)
