@@ -703,3 +703,22 @@ def test_decide_fails_missing_repeated_and_unexpected_results() -> None:
         "passing cells keep no error (and the raw results are removed)"
     )
     assert [o.ename for c in nb.cells[1:] for o in c.outputs] == ["HiddenTestFailed"] * 3
+
+
+@pytest.mark.slow
+def test_student_tree_holds_nothing_a_student_should_not_see(tmp_path: Path) -> None:
+    from tinyml_course.grading import GradingError, release_student_tree
+
+    tree = release_student_tree(tmp_path / "class", labs=["lab00_budget", "lab01_separable"])
+    assert (tree / "exercises" / "lab00_budget" / "lab00_budget.ipynb").is_file()
+    assert (tree / "notebooks").is_dir() and (tree / "tinyml_course" / "checks.py").is_file()
+    assert not (tree / "solutions").exists() and not (tree / "tests").exists()
+    for path in tree.rglob("*"):
+        if path.is_file() and path.suffix in (".ipynb", ".py", ".md", ".json"):
+            text = path.read_text(errors="replace")
+            for secret in ("### BEGIN HIDDEN TESTS", "### BEGIN SOLUTION"):
+                assert secret not in text, f"{path}: {secret}"
+    with pytest.raises(GradingError, match="not empty"):
+        release_student_tree(tree, labs=["lab00_budget"])
+    with pytest.raises(GradingError, match="inside the course repository"):
+        release_student_tree(ROOT / "solutions" / "copy")
