@@ -72,8 +72,19 @@ c.Autograde.autograde_preprocessors = [
 ]
 c.SandboxedExecute.sandbox = True
 c.SandboxedExecute.memory_limit_mb = 6144
-# Put back test cells a student deleted (edited locked cells are always restored).
+# Put back test cells a student deleted (edited locked cells are always restored), and,
+# before that, every other cell of the release a student deleted (answers come back blank):
+# nbgrader alone fails on the whole notebook when an answer was deleted with its test.
+# Same list as nbgrader's default, with RestoreDeletedCells before OverwriteCells.
 c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "tinyml_course.grading.restore.RestoreDeletedCells",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 # Second guard against log noise: a test cell that writes to stderr scores 0, so drop
 # stderr output that is only TensorFlow / absl / XLA / CUDA / XNNPACK / protobuf chatter.
 c.IgnorePattern.enabled = True

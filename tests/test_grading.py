@@ -225,7 +225,7 @@ def test_edited_locked_cells_are_named(tmp_path: Path) -> None:
 
 
 def test_deleted_cells_are_put_back_in_order(tmp_path: Path) -> None:
-    from tinyml_course.grading.diagnose import restore_deleted_cells as _restore_deleted_cells
+    from tinyml_course.grading.restore import deleted_cells, restore_cells
 
     release = nbformat.v4.new_notebook(
         cells=[
@@ -241,8 +241,12 @@ def test_deleted_cells_are_put_back_in_order(tmp_path: Path) -> None:
     )
     nbformat.write(release, tmp_path / "r.ipynb")
     nbformat.write(submitted, tmp_path / "s.ipynb")
-    notes = _restore_deleted_cells(tmp_path / "r.ipynb", tmp_path / "s.ipynb")
-    repaired = nbformat.read(tmp_path / "s.ipynb", as_version=4)
+    notes = deleted_cells(tmp_path / "r.ipynb", tmp_path / "s.ipynb")
+    assert nbformat.read(tmp_path / "s.ipynb", as_version=4) == submitted, (
+        "the file is left as handed in"
+    )
+    repaired = copy.deepcopy(submitted)
+    assert restore_cells(release, repaired) == notes
     assert [c.metadata["nbgrader"]["grade_id"] for c in repaired.cells] == [
         "setup",
         "a1",

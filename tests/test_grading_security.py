@@ -305,3 +305,40 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
 
     assert _gradebook_score(workspace, LAB, "honest_full") == (maximum, maximum)
     assert _gradebook_score(workspace, LAB, "honest_wrong")[0] == before["honest_wrong"].score
+
+
+@pytest.mark.slow
+def test_no_sandbox_grades_the_same_and_says_so(tmp_path: Path) -> None:
+    """--no-sandbox: same scores and the same outside decision, every result marked unsandboxed."""
+    import csv
+
+    from tinyml_course.grading import autograde, format_table, generate_assignment
+
+    workspace = tmp_path / "workspace"
+    release = nbformat.read(generate_assignment(LAB, workspace) / f"{LAB}.ipynb", as_version=4)
+    answers = _answers()
+    batch = tmp_path / "batch"
+    for student, nb in {
+        "solution": _submission(release, answers),
+        "rebind_checks": _submission(
+            release,
+            {
+                **answers,
+                "q1_answer": "check_value = hidden = lambda *a, **k: None\n" + answers["q1_answer"],
+            },
+        ),
+    }.items():
+        (batch / student).mkdir(parents=True)
+        nbformat.write(nb, batch / student / f"{LAB}.ipynb")
+    results = {
+        r.student: r
+        for r in autograde(LAB, batch, workspace=workspace, sandbox=False, feedback=False)
+    }
+    table = format_table(list(results.values()))
+    assert results["solution"].status == "full" and not results["solution"].sandboxed, table
+    assert "graded without the sandbox" in results["solution"].reason, table
+    assert results["rebind_checks"].status == "flagged" and results["rebind_checks"].score == 0, (
+        table
+    )
+    rows = list(csv.DictReader((workspace / "reports" / f"{LAB}.csv").open()))
+    assert {row["sandboxed"] for row in rows} == {"no"}

@@ -25,9 +25,9 @@ from tinyml_course.grading.diagnose import (
     edited_locked_cells,
     failure_reason,
     notebook_problems,
-    restore_deleted_cells,
 )
 from tinyml_course.grading.releases import generate_assignment
+from tinyml_course.grading.restore import deleted_cells
 from tinyml_course.grading.submissions import Submission, collect, place, unpack
 from tinyml_course.grading.workspace import (
     LOG,
@@ -125,10 +125,7 @@ def _grade_one(
         )
     place(sub, lab, workspace)
     submitted = workspace / "submitted" / sub.student / lab / f"{lab}.ipynb"
-    try:
-        restored = restore_deleted_cells(release_nb, submitted)
-    except Exception:  # leave the repair to nbgrader
-        restored = []
+    restored = deleted_cells(release_nb, submitted)
     verdict_file = workspace / "private" / "verdicts" / lab / f"{sub.student}.json"
     verdict_file.unlink(missing_ok=True)
     ok, log = run_app(

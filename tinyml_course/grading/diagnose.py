@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -63,53 +62,6 @@ def _answer_problems(cells: list[dict]) -> list[str]:
                 problems.append(f"in answer {meta.get('grade_id')}: {describe_error(output)[:160]}")
                 break
     return problems
-
-
-def restore_deleted_cells(release: Path, target: Path) -> list[str]:
-    """Put the release's cells that a submission deleted back in place; return what was restored.
-
-    nbgrader restores deleted *test* cells only, and fails on the whole notebook when the
-    cell before a deleted test cell is gone too (an answer deleted with its test). Putting
-    every missing nbgrader cell of the release back first (answers blank, so their tests
-    score 0) lets the rest of the notebook be graded.
-    """
-    import uuid
-
-    import nbformat
-
-    original = nbformat.read(release, as_version=4)
-    nb = nbformat.read(target, as_version=4)
-
-    def grade_id(cell: Any) -> str | None:
-        return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-    present = {grade_id(c) for c in nb.cells} - {None}
-    ids = {c.get("id") for c in nb.cells}
-    notes: list[str] = []
-    previous: str | None = None
-    for cell in original.cells:
-        gid = grade_id(cell)
-        if gid is None:
-            continue
-        if gid not in present:
-            index = 0
-            if previous is not None:
-                index = next(i for i, c in enumerate(nb.cells) if grade_id(c) == previous) + 1
-            restored = copy.deepcopy(cell)
-            if restored.get("id") in ids:
-                restored["id"] = uuid.uuid4().hex[:8]
-            ids.add(restored.get("id"))
-            nb.cells.insert(index, restored)
-            present.add(gid)
-            meta = cell.metadata["nbgrader"]
-            if meta.get("solution") and not meta.get("locked"):
-                notes.append(f"answer cell {gid} was deleted: restored blank")
-            else:
-                notes.append(f"locked cell {gid} was deleted: restored from the release")
-        previous = gid
-    if notes:
-        nbformat.write(nb, target)
-    return notes
 
 
 def edited_locked_cells(release: Path, submitted: Path) -> list[str]:
