@@ -283,8 +283,9 @@ def scan_cells(cells: Sequence[tuple[str, bool]], forbidden: Sequence[str] = ())
     Examples
     --------
     >>> setup = ("from tinyml_course.checks import check_value", True)
-    >>> [f.message for f in scan_cells([setup, ("check_value = print", False)])]
-    ['rebinds `check_value`, which the lab's locked cells define']
+    >>> for finding in scan_cells([setup, ("check_value = print", False)]):
+    ...     print(finding.message)
+    rebinds `check_value`, which the lab's locked cells define
     """
     aliases: dict[str, str] = {}
     protected: set[str] = set()
