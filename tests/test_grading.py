@@ -493,7 +493,9 @@ for target in ({str(ROOT / "tinyml_course" / "x.py")!r}, "here.txt"):
         Path(target).write_text("x"); print("wrote", Path(target).name)
     except OSError:
         print("blocked", Path(target).name)
+print("read", Path("mine.txt").name if Path("mine.txt").read_text() == "mine" else "nothing")
 """
+    (tmp_path / "mine.txt").write_text("mine")
     try:
         done = subprocess.run(
             bwrap_command([sys.executable, "-c", probe], workdir=tmp_path),
@@ -511,8 +513,9 @@ for target in ({str(ROOT / "tinyml_course" / "x.py")!r}, "here.txt"):
         "net blocked",
         "blocked x.py",
         "wrote here.txt",
+        "read mine.txt",
     ], done.stdout + done.stderr
-    assert (tmp_path / "here.txt").read_text() == "x"
+    assert not (tmp_path / "here.txt").exists(), "writes stay in the sandbox's private copy"
     assert not (ROOT / "tinyml_course" / "x.py").exists()
 
 
@@ -552,6 +555,14 @@ def test_autograde_refuses_without_a_sandbox(
             "names a file outside the submission",
         ),
         ("f = check_value.__globals__", "reaches into __globals__"),
+        (
+            "import IPython\nIPython.get_ipython().set_custom_exc((Exception,), print)",
+            "reaches into IPython's set_custom_exc",
+        ),
+        (
+            "from IPython.display import publish_display_data",
+            "imports IPython's publish_display_data",
+        ),
         (
             "from tinyml_course.profiling import conv2d_macs",
             "uses tinyml_course.profiling.conv2d_macs",

@@ -1,7 +1,9 @@
 """Start a grading kernel under resource limits: ``python -m tinyml_course.grading.launcher``.
 
 Usage: ``python -m tinyml_course.grading.launcher MEMORY_MB CPU_SECONDS FILE_MB PROCESSES
-KERNEL_COMMAND...``. Each limit is applied with ``setrlimit`` (0 leaves it unset): the address
+KERNEL_COMMAND...``. In the grading sandbox, ``$TINYML_GRADING_COPY`` is ``SOURCE:TARGET``: the
+launcher first copies the submission's read-only folder ``SOURCE`` to ``TARGET`` (in the
+sandbox's private ``/tmp``) and works there. Each limit is applied with ``setrlimit`` (0 leaves it unset): the address
 space (``RLIMIT_AS``), CPU time (``RLIMIT_CPU``), the size of any file written
 (``RLIMIT_FSIZE``) and the number of processes and threads (``RLIMIT_NPROC``). Then the
 launcher replaces itself with the kernel, which inherits them. Kept free of heavy imports
@@ -25,6 +27,13 @@ def main(argv: Sequence[str]) -> None:
             "usage: python -m tinyml_course.grading.launcher MEMORY_MB CPU_SECONDS FILE_MB "
             "PROCESSES KERNEL_COMMAND..."
         )
+    copy = os.environ.get("TINYML_GRADING_COPY")
+    if copy:
+        import shutil
+
+        source, _, target = copy.partition(os.pathsep)
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+        os.chdir(target)
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows: no rlimits

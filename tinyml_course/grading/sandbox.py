@@ -5,9 +5,11 @@ On Linux the kernel starts inside `bubblewrap <https://github.com/containers/bub
 
 * read-only: the operating system (``/usr``, ``/etc``), the Python environment, the course
   library (``tinyml_course/``), the shipped ``datasets/`` and the public ``notebooks/``;
-* read-write: the submission's own grading folder (``autograded/<student>/<lab>/``), a
-  private ``/tmp`` (where ``$HOME`` and the course's results folder point), and the folder
-  of the kernel's connection sockets;
+* a private, size-capped ``/tmp`` (memory-backed), where ``$HOME`` and the course's results
+  folder point, and where the kernel works in a copy of its submission's folder
+  (``autograded/<student>/<lab>/``, bound read-only and copied in by the launcher): whatever
+  the kernel writes stays in the sandbox and is gone after;
+* read-write: only the folder of the kernel's connection sockets;
 * nothing else: not ``solutions/``, not the workspace (``source/``, ``release/``,
   ``gradebook.db``, other students), not the instructor's home or environment variables.
 
@@ -43,6 +45,7 @@ from tinyml_course.paths import PACKAGE_DIR, repo_root
 
 SANDBOX_HOME = "/tmp/home"
 SANDBOX_RESULTS = "/tmp/results"
+SANDBOX_WORKDIR = "/tmp/submission"  # the launcher copies the submission's folder here
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,8 @@ def bwrap_command(
     command : sequence of str
         What to run inside (a kernel command line).
     workdir : Path
-        The submission's folder: writable, and the working directory inside.
+        The submission's folder: bound read-only; the launcher copies it to
+        ``/tmp/submission`` inside and works there.
     writable : sequence of Path
         Further folders bound read-write at the same path (the kernel's socket folder).
     limits : Limits
@@ -161,7 +165,8 @@ def bwrap_command(
     args += ["--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
     for path in _read_only_paths():
         args += ["--ro-bind", str(path), str(path)]
-    for path in [Path(workdir), *writable]:
+    args += ["--ro-bind", str(Path(workdir).resolve()), str(Path(workdir).resolve())]
+    for path in writable:
         args += ["--bind", str(Path(path).resolve()), str(Path(path).resolve())]
     variables = {
         "PATH": os.pathsep.join(
@@ -174,12 +179,13 @@ def bwrap_command(
         "TINYML_COURSE_RESULTS": SANDBOX_RESULTS,
         "NBGRADER_EXECUTION": "autograde",
         "PYTHONNOUSERSITE": "1",
+        "TINYML_GRADING_COPY": f"{Path(workdir).resolve()}{os.pathsep}{SANDBOX_WORKDIR}",
         **(env or {}),
     }
     args += ["--clearenv"]
     for name, value in sorted(variables.items()):
         args += ["--setenv", name, value]
-    args += ["--chdir", str(Path(workdir).resolve()), "--"]
+    args += ["--chdir", "/tmp", "--"]
     return args + launcher_command(command, limits)
 
 
@@ -282,21 +288,6 @@ def sandboxed_kernel_manager(
     return km
 
 
-def remove_links(folder: Path) -> list[str]:
-    """Delete symlinks, FIFOs and other special files a kernel left in ``folder``.
-
-    The instructor's process reads and writes that folder after grading; a symlink planted
-    there (e.g. ``lab.ipynb -> ../../gradebook.db``) must never be followed. Returns the
-    removed paths, relative to ``folder``.
-    """
-    removed = []
-    for path in sorted(Path(folder).rglob("*"), reverse=True):
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            removed.append(str(path.relative_to(folder)))
-            path.unlink()
-    return removed
-
-
 class SandboxedExecute(Execute):
     """nbgrader's ``Execute`` with each kernel in the grading sandbox and under limits."""
 
@@ -345,15 +336,9 @@ class SandboxedExecute(Execute):
         return self.km
 
     def preprocess(self, nb: Any, resources: Any = None, km: Any = None) -> Any:
-        socket_dir = None
         try:
-            out = super().preprocess(nb, resources, km=km)
-            socket_dir = getattr(self.km, "socket_dir", None)
-            return out
+            return super().preprocess(nb, resources, km=km)
         finally:
-            socket_dir = socket_dir or getattr(getattr(self, "km", None), "socket_dir", None)
+            socket_dir = getattr(getattr(self, "km", None), "socket_dir", None)
             if socket_dir is not None:
                 shutil.rmtree(socket_dir, ignore_errors=True)
-            path = (resources or {}).get("metadata", {}).get("path")
-            if path and self.sandbox:
-                remove_links(Path(path))

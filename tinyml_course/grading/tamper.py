@@ -9,7 +9,7 @@ cell and a reason an instructor can read:
   ``setattr(module, ...)``) or the builtins;
 * **dynamic access** that hides what runs: ``exec``/``eval``/``compile``/``__import__``,
   ``importlib``, ``sys.modules``, frames and ``__globals__``, ``ctypes``, ``gc``, IPython
-  magics and shell commands, subprocesses, sockets;
+  magics and shell commands, IPython's display and error hooks, subprocesses, sockets;
 * **files outside the submission** named in the code (``solutions/``, the gradebook, an
   absolute path);
 * **calling the reference implementation** that an answer is graded against: each lab names
@@ -68,6 +68,11 @@ _DYNAMIC_ATTRIBUTES = {
     "execvp": "os",
     "spawnv": "os",
 }
+# IPython's machinery: how outputs, errors and display reach the grader.
+_IPYTHON_HOOKS = {
+    "get_ipython", "display_pub", "publish_display_data", "displayhook", "excepthook",
+    "set_custom_exc", "showtraceback", "_showtraceback", "run_cell", "events",
+}  # fmt: skip
 _DUNDERS = {
     "__globals__", "__code__", "__builtins__", "__subclasses__", "__closure__", "__dict__",
     "f_globals", "f_locals", "f_back", "gi_frame", "tb_frame", "__loader__", "__spec__",
@@ -173,6 +178,8 @@ class _Scanner(ast.NodeVisitor):
                 continue
             self._check_module(node, full)
             self._use(node, full)
+            if alias.name in _IPYTHON_HOOKS:
+                self.flag(node, "tamper", f"imports IPython's {alias.name}")
             local = alias.asname or alias.name
             if self.aliases.get(local) != full:
                 self._bind(node, local)
@@ -220,6 +227,8 @@ class _Scanner(ast.NodeVisitor):
                 self.flag(node, "tamper", f"uses {module}.{node.attr}")
         if node.attr in _DUNDERS:
             self.flag(node, "tamper", f"reaches into {node.attr}")
+        if node.attr in _IPYTHON_HOOKS:
+            self.flag(node, "tamper", f"reaches into IPython's {node.attr}")
         if dotted is None or not isinstance(node.ctx, ast.Load):
             self.generic_visit(node)
         else:  # the chain is handled; only its base remains
