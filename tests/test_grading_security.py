@@ -242,7 +242,8 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
         (alone / student).mkdir(parents=True)
         nbformat.write(submissions[student], alone / student / f"{LAB}.ipynb")
     before = {r.student: r for r in autograde(LAB, alone, workspace=workspace, feedback=False)}
-    protected = _digest([course_root() / "tinyml_course", course_root() / "solutions", source_nb])
+    targets = [checks_py, solution_nb, source_nb]  # what the submissions try to read or write
+    protected = _digest(targets)
 
     try:
         results = {r.student: r for r in autograde(LAB, batch, workspace=workspace, feedback=False)}
@@ -285,10 +286,7 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
     # not there at all (an "append" only creates a file in the sandbox's private /tmp).
     assert f"BLOCKED {checks_py}" in wrote and "BLOCKED ../../honest_full" in wrote, wrote
     assert not gradebook.read_bytes().endswith(b"pwned")
-    assert (
-        _digest([course_root() / "tinyml_course", course_root() / "solutions", source_nb])
-        == protected
-    )
+    assert _digest(targets) == protected
     assert not (workspace / "autograded" / "writes_outside" / LAB / f"{LAB}.ipynb").is_symlink()
     assert "CONNECTED" not in _outputs(workspace, "network") and listener.connections == []
     assert "STARTED" in _outputs(workspace, "lingering")
