@@ -167,3 +167,13 @@ def test_running_the_whole_course_starts_a_fresh_report(tmp_path, monkeypatch) -
     assert runner.run_notebooks(None, echo=False) == []
     assert not (tmp_path / "results.json").exists()
     assert load_figures(root=tmp_path) == {}
+
+
+def test_star_import_and_package_data_exist() -> None:
+    """Every name in ``__all__`` resolves, and the package data pyproject names is there."""
+    import tinyml_course
+    from tinyml_course.paths import PACKAGE_DIR
+
+    for name in tinyml_course.__all__:
+        assert getattr(tinyml_course, name) is not None, name
+    assert (PACKAGE_DIR / "py.typed").is_file()

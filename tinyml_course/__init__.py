@@ -37,7 +37,6 @@ _SUBMODULES = {
     "micro",
     "models",
     "paths",
-    "plots",
     "profiling",
     "pruning",
     "quantization",
