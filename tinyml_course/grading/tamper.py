@@ -193,7 +193,7 @@ class _Scanner(ast.NodeVisitor):
     def _use(self, node: ast.AST, dotted: str) -> None:
         entry = _is_forbidden(dotted, self.forbidden)
         if entry:
-            self.flag(node, "forbidden", f"uses {entry}, the reference this lab grades against")
+            self.flag(node, "forbidden", f"uses {entry}, which this lab's answers may not call")
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, (ast.Store, ast.Del)):
