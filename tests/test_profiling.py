@@ -162,3 +162,29 @@ def test_device_catalogue_and_fit_margins() -> None:
         get_device("Commodore 64")
     with pytest.raises(ValueError, match="flash_bytes"):
         check_fit(-1, 0, "ESP32")
+
+
+def test_layer_subclasses_cost_what_their_base_costs() -> None:
+    class MyConv(keras.layers.Conv2D):
+        pass
+
+    class MySeparable(keras.layers.SeparableConv2D):
+        pass
+
+    _, conv = _single(MyConv(256, 5), (12, 12, 3))
+    _, sep = _single(MySeparable(256, 5), (12, 12, 3))
+    assert layer_macs(conv) == 1_228_800
+    assert layer_macs(sep) == 53_952
+
+
+def test_unknown_layers_with_weights_are_refused_not_counted_zero() -> None:
+    _, transposed = _single(keras.layers.Conv2DTranspose(4, 3), (8, 8, 2))
+    with pytest.raises(ValueError, match="Conv2DTranspose.*has weights"):
+        layer_macs(transposed)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 2)), keras.layers.LayerNormalization(), keras.layers.Flatten()]
+    )
+    with pytest.raises(ValueError, match="LayerNormalization"):
+        profile_model(model)
+    _, norm = _single(keras.layers.BatchNormalization(), (8, 8, 2))
+    assert layer_macs(norm) == 0  # folds into the convolution before it

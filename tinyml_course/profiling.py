@@ -10,7 +10,9 @@
   SeparableConv2D      depthwise + pointwise ``C_in * dm * C_out * H_out * W_out``
   pooling              one operation per window element: ``Kh * Kw * C * H_out * W_out``
   global pooling       ``H * W * C``
-  everything else      0 (reshapes, activations; batch norm folds into the conv)
+  batch normalization  0 (folds into the convolution before it)
+  everything else      0 without weights (reshapes, activations); a layer with weights
+                       that is none of the above is refused (ValueError), never counted 0
   ===================  =================================================
 
 * **Peak activation memory** (RAM): executing layer by layer, the tensors alive at a
@@ -222,44 +224,96 @@ def _elements(shape: tuple[int | None, ...]) -> int:
     return int(np.prod([d for d in shape[1:] if d is not None])) if len(shape) > 1 else 1
 
 
+def _has_weights(layer: Any) -> bool:
+    try:
+        return bool(layer.weights)
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return False
+
+
 def layer_macs(layer: Any) -> int:
-    """MACs of one built Keras layer for one input sample (see the module docstring)."""
+    """MACs of one built Keras layer for one input sample (see the module docstring).
+
+    Layers are recognised with ``isinstance``, so a subclass of ``Conv2D`` (or of any other
+    counted layer) costs what its base class costs.
+
+    Raises
+    ------
+    ValueError
+        If the layer has weights but is none of the layers this counter knows (its MACs
+        would silently count as 0), or if its shapes cannot be read.
+    """
+    from tinyml_course import keras
+
+    L = keras.layers
     inner = _unwrap(layer)
-    kind = type(inner).__name__
-    if hasattr(inner, "layers") and kind in {"Sequential", "Functional", "Model"}:
+    if isinstance(inner, keras.Model):
         return sum(layer_macs(sub) for sub in inner.layers)
+    transposed = tuple(
+        getattr(L, name)
+        for name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+        if hasattr(L, name)
+    )
+    known = not isinstance(inner, transposed) and isinstance(
+        inner,
+        (
+            L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseConv2D,
+            L.SeparableConv1D, L.SeparableConv2D, L.Dense,
+        ),
+    )  # fmt: skip
     try:
         in_shape = _shape_of(layer.input_shape)
         out_shape = _shape_of(layer.output_shape)
-    except (AttributeError, RuntimeError):
+    except (AttributeError, RuntimeError) as err:
+        if known or _has_weights(inner):
+            raise ValueError(
+                f"layer {layer.name!r} ({type(inner).__name__}) has weights but its input and output "
+                f"shapes cannot be read ({err}); profile a built model in which each layer is used once."
+            ) from err
         return 0
     out_positions = _elements(out_shape[:-1] + (1,)) if len(out_shape) > 2 else 1
-    if kind in {"Conv2D", "Conv1D"}:
-        k = inner.kernel_size
-        groups = getattr(inner, "groups", 1)
-        return int(np.prod(k)) * (in_shape[-1] // groups) * inner.filters * out_positions
-    if kind in {"DepthwiseConv2D", "DepthwiseConv1D"}:
-        return (
-            int(np.prod(inner.kernel_size)) * in_shape[-1] * inner.depth_multiplier * out_positions
-        )
-    if kind in {"SeparableConv2D", "SeparableConv1D"}:
+    if known and isinstance(inner, (L.SeparableConv1D, L.SeparableConv2D)):
         dm = inner.depth_multiplier
         c_in = in_shape[-1]
         return (
             int(np.prod(inner.kernel_size)) * c_in * dm * out_positions
             + c_in * dm * inner.filters * out_positions
         )
-    if kind == "Dense":
+    if known and isinstance(inner, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        return (
+            int(np.prod(inner.kernel_size)) * in_shape[-1] * inner.depth_multiplier * out_positions
+        )
+    if known and isinstance(inner, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        k = inner.kernel_size
+        groups = getattr(inner, "groups", 1)
+        return int(np.prod(k)) * (in_shape[-1] // groups) * inner.filters * out_positions
+    if known and isinstance(inner, L.Dense):
         return in_shape[-1] * inner.units * out_positions
-    if kind in {"MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D"}:
+    if isinstance(
+        inner,
+        (
+            L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
+            L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
+        ),
+    ):  # fmt: skip
         return int(np.prod(inner.pool_size)) * out_shape[-1] * out_positions
-    if kind in {
-        "GlobalAveragePooling2D",
-        "GlobalMaxPooling2D",
-        "GlobalAveragePooling1D",
-        "GlobalMaxPooling1D",
-    }:
+    if isinstance(
+        inner,
+        (
+            L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+            L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+        ),
+    ):  # fmt: skip
         return _elements(in_shape)
+    if isinstance(inner, L.BatchNormalization):
+        return 0  # folds into the preceding convolution when converted
+    if _has_weights(inner):
+        raise ValueError(
+            f"layer {layer.name!r} is a {type(inner).__name__}, which has weights but is none of the "
+            "layers the MAC counter knows (Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, "
+            "Dense, pooling, BatchNormalization); its cost would silently count as 0. Use those "
+            "layers, or count this layer's MACs yourself."
+        )
     return 0
 
 
