@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -236,8 +237,6 @@ def expected_results(
     work = Path(private_dir) / "solution-run" / lab
     rmtree(work)
     work.parent.mkdir(parents=True, exist_ok=True)
-    import shutil
-
     shutil.copytree(source_notebook.parent, work)
     saved = os.environ.get("NBGRADER_EXECUTION")
     os.environ["NBGRADER_EXECUTION"] = "autograde"
@@ -305,8 +304,8 @@ def _fail(cell: Any, ename: str, lines: Iterable[str]) -> None:
 def decide(nb: Any, source: Any, expected: Records, forbidden: list[str]) -> dict[str, Any]:
     """Decide the hidden tests of an executed notebook and apply the tamper scan, in place.
 
-    Returns the verdict: ``{"hidden": {grade_id: [reasons]}, "flags": [finding dicts],
-    "zeroed": [grade_ids]}``.
+    Returns the verdict: ``{"hidden": {grade_id: [reasons]}, "flags": [one line per tamper
+    finding], "zeroed": [grade_ids of the test cells the findings zeroed]}``.
     """
     trusted_sources = {
         _meta(c).get("grade_id"): _source(c).strip()
