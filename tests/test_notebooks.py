@@ -88,6 +88,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "params",
         "int8_tflite_bytes",
         "arena_bytes",
+        "esp32_usable_ram_bytes",
         "esp32_ram_margin_bytes",
         "host_frames_per_second",
     },

@@ -1,8 +1,11 @@
 """Microcontroller classes and a check of whether a model fits one.
 
 Flash holds the program and the weights; RAM (SRAM) holds the activations (the
-tensor arena) and the stack. Figures are the datasheet values of each board
-(1 KB = 1,024 bytes).
+tensor arena) and the stack. ``ram_bytes`` and ``flash_bytes`` are the datasheet values
+of each board (1 KB = 1,024 bytes). Not all of that RAM can hold a tensor arena: the
+runtime, the radio stacks and the way the arena is allocated take their share first, so
+each board also has ``usable_ram_bytes``, the documented ceiling for the arena, with its
+source. :func:`check_fit` checks the RAM need against that figure.
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ class Device:
     flash_bytes: int
     has_fpu: bool
     notes: str = ""
+    usable_ram_bytes: int = 0  # 0: all of ram_bytes
+    usable_ram_source: str = "datasheet; no runtime reservation documented"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.usable_ram_bytes <= self.ram_bytes:
+            raise ValueError(
+                f"{self.name}: usable_ram_bytes must be between 0 and ram_bytes ({self.ram_bytes:,}); "
+                f"got {self.usable_ram_bytes:,}."
+            )
+        if self.usable_ram_bytes == 0:
+            object.__setattr__(self, "usable_ram_bytes", self.ram_bytes)
 
 
 DEVICES: dict[str, Device] = {
@@ -55,6 +69,10 @@ DEVICES: dict[str, Device] = {
             4 * MB,
             True,
             "Wi-Fi + Bluetooth; the board of the mask-detection demo (320 KB DRAM)",
+            160 * KB,
+            "ESP-IDF Programming Guide, Memory Types: statically allocated DRAM is limited to "
+            "160 KB, the rest of the 320 KB is heap only; a sketch's tensor arena is a static "
+            "array, and FreeRTOS and Bluetooth Classic take their share of it too (an upper bound)",
         ),
         Device(
             "STM32F746 Discovery",
@@ -110,7 +128,8 @@ class FitReport:
 
     @property
     def ram_margin(self) -> int:
-        return self.device.ram_bytes - self.ram_needed
+        """RAM left for everything else, against the board's usable RAM for the arena."""
+        return self.device.usable_ram_bytes - self.ram_needed
 
     @property
     def fits(self) -> bool:
@@ -120,8 +139,8 @@ class FitReport:
         verdict = "fits" if self.fits else "does NOT fit"
         return (
             f"{self.device.name}: {verdict} (flash {self.flash_needed:,} of {self.device.flash_bytes:,} B, "
-            f"margin {self.flash_margin:+,} B; RAM {self.ram_needed:,} of {self.device.ram_bytes:,} B, "
-            f"margin {self.ram_margin:+,} B)"
+            f"margin {self.flash_margin:+,} B; RAM {self.ram_needed:,} of {self.device.usable_ram_bytes:,} B "
+            f"usable ({self.device.ram_bytes:,} B in all), margin {self.ram_margin:+,} B)"
         )
 
 
@@ -133,7 +152,8 @@ def check_fit(flash_bytes: int, ram_bytes: int, device: str | Device) -> FitRepo
     flash_bytes : int
         Bytes the model needs in flash, e.g. the int8 ``.tflite`` size.
     ram_bytes : int
-        Bytes it needs in RAM, e.g. the peak activation memory or the measured arena.
+        Bytes it needs in RAM, e.g. the peak activation memory or the measured arena;
+        checked against the device's ``usable_ram_bytes``.
     device : str or Device
         A name from :data:`DEVICES` (partial names work: ``"ESP32"``).
 
