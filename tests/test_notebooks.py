@@ -21,6 +21,9 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "baseline_peak_activation_bytes",
         "baseline_accuracy",
         "baseline_int8_arena_bytes",
+        "energy_memory_share_float32_dram",
+        "energy_memory_share_float32_sram",
+        "energy_memory_share_int8_sram",
     },
     "01_separable_convolutions": {
         "example_standard_macs",
