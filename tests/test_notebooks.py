@@ -92,6 +92,8 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "int8_tflite_bytes",
         "arena_bytes",
         "esp32_usable_ram_bytes",
+        "host_detect_ms_per_frame",
+        "host_cnn_ms_per_frame",
         "esp32_ram_margin_bytes",
         "host_frames_per_second",
     },
