@@ -71,6 +71,8 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "student_distilled_accuracy_mean",
         "student_distilled_accuracy_std",
         "student_unlabelled_distilled_accuracy",
+        "student_pseudo_label_accuracy_mean",
+        "student_pool_true_label_accuracy_mean",
     },
     "05_early_exits_and_cascades": {
         "full_accuracy",
