@@ -118,3 +118,32 @@ def test_c_array_rejects_bad_names_and_lengths() -> None:
     broken = to_c_array(b"\x01\x02\x03", "m").replace("m_len = 3", "m_len = 4")
     with pytest.raises(ValueError, match="length constant"):
         from_c_array(broken)
+
+
+def test_compress_weights_saves_flash_with_the_same_outputs() -> None:
+    """A clustered kernel stored as 4-bit indices: smaller file, identical tflite-micro outputs."""
+    from tinyml_course import keras
+    from tinyml_course.micro import compress_weights, micro_available, run_micro
+    from tinyml_course.tflite import TFLiteModel, convert_to_tflite
+
+    if not micro_available():
+        pytest.skip("tflite-micro (Linux x86_64 only) is not installed")
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((128,)), keras.layers.Dense(128), keras.layers.Dense(4)])
+    kernel, bias = model.layers[0].get_weights()
+    model.layers[0].set_weights(
+        [np.linspace(-0.3, 0.3, 16)[rng.integers(0, 16, kernel.shape)], bias]
+    )
+    x = rng.normal(size=(64, 128)).astype("float32")
+    plain = convert_to_tflite(model, "int8", representative_data=x)
+    compressed = compress_weights(plain)
+    assert len(compressed.tensors) == 1 and "4-bit indices" in compressed.tensors[0]
+    assert (
+        len(compressed.content) < len(plain) - 128 * 128 // 4
+    )  # at least a quarter of the kernel saved
+    x_q = TFLiteModel(plain).quantize_input(x)
+    np.testing.assert_array_equal(run_micro(compressed.content, x_q), run_micro(plain, x_q))
+    with pytest.raises(RuntimeError, match="cluster the model's weights first"):
+        compress_weights(plain, index_bits=2)
+    with pytest.raises(ValueError, match="index_bits must be an int from 1 to 7"):
+        compress_weights(plain, index_bits=8)

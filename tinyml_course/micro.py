@@ -47,15 +47,35 @@ class NotInt8ModelError(ValueError):
     """The microcontroller path was given a model that is not full-integer int8."""
 
 
-def require_int8(model_content: bytes) -> None:
-    """Raise :class:`NotInt8ModelError` unless input and output are int8."""
+def _io_dtypes(model_content: bytes) -> tuple[np.dtype, np.dtype]:
+    """The input and output dtypes, read by LiteRT, or by tflite-micro for models only it runs
+    (weights compressed with :func:`compress_weights`, which LiteRT cannot load)."""
     from tinyml_course.tflite import TFLiteModel
 
-    model = TFLiteModel(model_content)
-    if model.input.dtype != np.int8 or model.output.dtype != np.int8:
+    try:
+        model = TFLiteModel(model_content)
+        return np.dtype(model.input.dtype), np.dtype(model.output.dtype)
+    except ValueError:
+        if not micro_available():
+            raise
+        from tflite_micro import runtime
+
+        interpreter = runtime.Interpreter.from_bytes(
+            bytes(model_content), arena_size=_GENEROUS_ARENA
+        )
+        return (
+            np.dtype(interpreter.get_input_details(0)["dtype"]),
+            np.dtype(interpreter.get_output_details(0)["dtype"]),
+        )
+
+
+def require_int8(model_content: bytes) -> None:
+    """Raise :class:`NotInt8ModelError` unless input and output are int8."""
+    input_dtype, output_dtype = _io_dtypes(model_content)
+    if input_dtype != np.int8 or output_dtype != np.int8:
         raise NotInt8ModelError(
-            f"this model has {np.dtype(model.input.dtype).name} input and "
-            f"{np.dtype(model.output.dtype).name} output, but a microcontroller runs full-integer models. "
+            f"this model has {input_dtype.name} input and "
+            f"{output_dtype.name} output, but a microcontroller runs full-integer models. "
             "Convert it with convert_to_tflite(model, 'int8', representative_data=x_train[:200])."
         )
 
@@ -236,3 +256,101 @@ def estimate_arena(model_content: bytes) -> ArenaMeasurement:
         ]
         peak = max(peak, sum(size(i) for i in live))
     return ArenaMeasurement(peak, "estimate (tensor lifetimes)")
+
+
+# The ops whose weights tflite-micro's LUT compression can hold, and which input they are.
+_WEIGHT_INPUTS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
+
+
+@dataclass(frozen=True)
+class CompressedModel:
+    """An int8 model whose weights tflite-micro stores as look-up-table indices.
+
+    Attributes
+    ----------
+    content : bytes
+        The compressed ``.tflite`` (with DECODE operators that expand the weights at run time).
+    tensors : list of str
+        The weight tensors that were compressed, with their index width and table size.
+    """
+
+    content: bytes
+    tensors: list[str]
+
+
+def compress_weights(model_content: bytes, *, index_bits: int = 4) -> CompressedModel:
+    """Store a model's weights as indices of at most ``index_bits`` bits into value tables.
+
+    Uses the LUT compression of tflite-micro's own ``compression`` module: every int8 weight
+    tensor of a convolution or dense layer with at most ``2**index_bits`` distinct values (per
+    output channel where the tensor has per-channel scales, else in the whole tensor; a
+    clustered model's weights, for example) is replaced by packed indices of as few bits as
+    its values need and value tables, unless the tables would cost more than they save; DECODE operators rebuild the weights when the model runs
+    in tflite-micro. Other tensors are left as they are.
+
+    Parameters
+    ----------
+    model_content : bytes
+        A full-integer int8 ``.tflite`` model.
+    index_bits : int
+        The most bits an index may take, 1 to 7 (a tensor with more distinct values is left).
+
+    Raises
+    ------
+    RuntimeError
+        If tflite-micro (Linux x86_64 only) is not installed, or no tensor qualifies.
+    ValueError
+        If ``index_bits`` is out of range.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tinyml_course._quiet import quiet_stderr
+
+    if isinstance(index_bits, bool) or not isinstance(index_bits, int) or not 1 <= index_bits <= 7:
+        raise ValueError(f"index_bits must be an int from 1 to 7; got {index_bits!r}.")
+    require_int8(model_content)
+    if not micro_available():
+        raise RuntimeError(
+            "compress_weights needs tflite-micro's compression module, which ships with the "
+            "tflite-micro wheel (Linux x86_64 only)."
+        )
+    from tflite_micro.tensorflow.lite.micro.compression import compress, spec
+
+    with quiet_stderr():
+        interpreter = Interpreter(model_content=bytes(model_content))
+    specs, names = [], []
+    for op in interpreter._get_ops_details():
+        if op["op_name"] not in _WEIGHT_INPUTS:
+            continue
+        index = int(op["inputs"][_WEIGHT_INPUTS[op["op_name"]]])
+        weights = interpreter.get_tensor(index)
+        if weights.dtype != np.int8:
+            continue
+        details = interpreter._get_tensor_details(index, 0)
+        quantization = details["quantization_parameters"]
+        if len(quantization["scales"]) > 1:  # per-channel scales: one table per channel
+            axis = int(quantization["quantized_dimension"])
+            rows = np.moveaxis(weights, axis, 0).reshape(weights.shape[axis], -1)
+            distinct, tables = max(len(np.unique(row)) for row in rows), weights.shape[axis]
+            mode: object = spec.PerChannel(axis=axis)
+        else:  # one scale: one table for the whole tensor
+            distinct, tables = len(np.unique(weights)), 1
+            mode = spec.PerTensor()
+        bits = max(1, int(np.ceil(np.log2(distinct))))
+        if bits > index_bits or -(-weights.size * bits // 8) + tables * 2**bits >= weights.size:
+            continue  # too many values, or too small a tensor to gain from its tables
+        specs.append(
+            spec.Tensor(
+                subgraph=0,
+                tensor=index,
+                compression=[spec.LookUpTableCompression(index_bitwidth=bits, mode=mode)],
+            )
+        )
+        kind = "per channel" if isinstance(mode, spec.PerChannel) else "in the tensor"
+        names.append(f"{details['name']}: {bits}-bit indices ({distinct} values {kind} at most)")
+    if not specs:
+        raise RuntimeError(
+            f"no weight tensor has at most {2**index_bits} distinct values per output channel; "
+            "cluster the model's weights first (pruning.cluster_weights) or allow more index bits."
+        )
+    return CompressedModel(bytes(compress(bytes(model_content), specs)), names)
