@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -106,6 +107,57 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
     },
 }
 
+# Figures whose relation is what the notebook teaches: they must hold in every run, not only exist.
+MUST_HOLD: dict[str, list[tuple[str, Callable[[dict], bool]]]] = {
+    "00_tinyml_budget": [
+        (
+            "int8 file smaller than float",
+            lambda f: f["baseline_int8_bytes"] < f["baseline_float32_bytes"],
+        ),
+        (
+            "memory's energy share is larger with float32 weights in DRAM than int8 in SRAM",
+            lambda f: f["energy_memory_share_int8_sram"] < f["energy_memory_share_float32_dram"],
+        ),
+    ],
+    "01_separable_convolutions": [
+        ("separable layers do fewer MACs", lambda f: f["separable_macs"] < f["standard_macs"]),
+    ],
+    "02_quantization": [
+        (
+            "integer-only NumPy inference is bit-exact",
+            lambda f: f["integer_reference_mismatches"] == 0,
+        ),
+        (
+            "int8 file smaller than float",
+            lambda f: f["int8_tflite_bytes"] < f["float_tflite_bytes"],
+        ),
+    ],
+    "03_pruning_and_clustering": [
+        (
+            "compressed weights give the same outputs",
+            lambda f: f["compressed_output_mismatches"] == 0,
+        ),
+        (
+            "LUT compression saves flash",
+            lambda f: f["clustered_compressed_flash_bytes"] < f["clustered_int8_flash_bytes"],
+        ),
+        (
+            "pruned int8 downloads smaller than pruned float",
+            lambda f: f["pruned_int8_gzip_bytes"] < f["pruned_gzip_bytes"],
+        ),
+    ],
+    "06_mask_detection_esp32": [
+        (
+            "the RAM margin is the usable RAM minus the measured arena",
+            lambda f: f["esp32_ram_margin_bytes"] == f["esp32_usable_ram_bytes"] - f["arena_bytes"],
+        ),
+        (
+            "the detector costs more host time than the CNN",
+            lambda f: f["host_detect_ms_per_frame"] > f["host_cnn_ms_per_frame"],
+        ),
+    ],
+}
+
 
 def test_notebooks_are_stored_without_outputs() -> None:
     for path in NOTEBOOKS + sorted((ROOT / "solutions").glob("*/*.ipynb")):
@@ -129,6 +181,8 @@ def test_notebook_runs_and_records_figures(notebook, tmp_path, monkeypatch) -> N
     figures = load_figures(root=tmp_path).get(notebook.stem, {})
     missing = EXPECTED_FIGURES.get(notebook.stem, set()) - set(figures)
     assert not missing, f"{notebook.name} did not record {sorted(missing)}"
+    broken = [what for what, holds in MUST_HOLD.get(notebook.stem, []) if not holds(figures)]
+    assert not broken, f"{notebook.name}: {broken} do not hold: {figures}"
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["notebooks"][notebook.stem]["ok"] is True
     assert report["figures"][notebook.stem] == figures
