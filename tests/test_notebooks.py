@@ -41,6 +41,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "dynamic_range_accuracy",
         "int8_accuracy",
         "qat_int8_accuracy",
+        "ptq_finetuned_int8_accuracy",
         "float_tflite_bytes",
         "int8_tflite_bytes",
         "float_latency_ms",
