@@ -36,10 +36,9 @@ from tinyml_course.grading.workspace import (
     course_config,
     default_workspace,
     nbgrader_environment,
+    private_dir,
     run_app,
 )
-
-STATUSES = ("full", "partial", "zero", "flagged", "invalid", "missing", "error")
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,8 @@ def _grade_one(
     """Grade one collected submission; never raises for a problem of the submission."""
     from nbgrader.converters import Autograde
 
+    from tinyml_course.grading.verdict import verdict_path
+
     log_path = workspace / "logs" / lab / f"{sub.student}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if sub.problem:
@@ -126,7 +127,7 @@ def _grade_one(
     place(sub, lab, workspace)
     submitted = workspace / "submitted" / sub.student / lab / f"{lab}.ipynb"
     restored = deleted_cells(release_nb, submitted)
-    verdict_file = workspace / "private" / "verdicts" / lab / f"{sub.student}.json"
+    verdict_file = verdict_path(private_dir(workspace), lab, sub.student)
     verdict_file.unlink(missing_ok=True)
     ok, log = run_app(
         Autograde, config, assignment=lab, student=sub.student, force=True, create_student=True
@@ -231,13 +232,13 @@ def autograde(
     config = course_config(
         workspace, timeout=timeout, memory_limit_mb=memory_limit_mb, sandbox=sandbox
     )
-    config.DecideHiddenTests.private_dir = str(workspace / "private")
+    config.DecideHiddenTests.private_dir = str(private_dir(workspace))
     if echo:
         print(
             f"{lab}: the solution's hidden results (computed once per lab version) ...", flush=True
         )
     expected_results(
-        workspace / "source" / lab / f"{lab}.ipynb", workspace / "private", config=config
+        workspace / "source" / lab / f"{lab}.ipynb", private_dir(workspace), config=config
     )
     results: list[StudentResult] = []
     with tempfile.TemporaryDirectory(prefix="tinyml-grade-") as tmp:

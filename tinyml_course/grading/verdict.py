@@ -196,6 +196,11 @@ def expected_path(private_dir: Path, lab: str) -> Path:
     return Path(private_dir) / "expected" / f"{lab}.json"
 
 
+def verdict_path(private_dir: Path, lab: str, student: str) -> Path:
+    """Where :class:`DecideHiddenTests` writes one student's verdict."""
+    return Path(private_dir) / "verdicts" / lab / f"{student}.json"
+
+
 def expected_results(
     source_notebook: Path, private_dir: Path, *, config: Any = None, force: bool = False
 ) -> Records:
@@ -386,19 +391,21 @@ class DecideHiddenTests(NbGraderPreprocessor):
     def preprocess(self, nb: Any, resources: Any) -> tuple[Any, Any]:
         import nbformat
 
-        from tinyml_course.paths import results_dir
+        from tinyml_course.grading import workspace
 
         info = resources.get("nbgrader", {})
         lab, student, name = info.get("assignment"), info.get("student"), info.get("notebook")
         cd = self.config.CourseDirectory
         source_path = Path(cd.root) / cd.source_directory / lab / f"{name}.ipynb"
         private = (
-            Path(self.private_dir) if self.private_dir else results_dir() / "grading" / "private"
+            Path(self.private_dir)
+            if self.private_dir
+            else workspace.private_dir(workspace.default_workspace())
         )
         source = nbformat.read(source_path, as_version=4)
         expected = expected_results(source_path, private, config=self.config)
         verdict = decide(nb, source, expected, forbidden_calls(source))
-        out = private / "verdicts" / lab / f"{student}.json"
+        out = verdict_path(private, lab, student)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(verdict, indent=1))
         return nb, resources

@@ -66,6 +66,11 @@ def default_workspace(workspace: Path | str | None = None) -> Path:
     return Path(workspace).expanduser().resolve() if workspace else results_dir() / "grading"
 
 
+def private_dir(workspace: Path) -> Path:
+    """The workspace's folder that no sandbox sees: expected hidden results and verdicts."""
+    return Path(workspace) / "private"
+
+
 def list_labs(solutions: Path | str | None = None) -> list[str]:
     """The labs with a source notebook ``<solutions>/<lab>/<lab>.ipynb``, sorted."""
     return sorted(
