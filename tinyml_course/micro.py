@@ -258,8 +258,8 @@ def estimate_arena(model_content: bytes) -> ArenaMeasurement:
     return ArenaMeasurement(peak, "estimate (tensor lifetimes)")
 
 
-# The ops whose weights tflite-micro's LUT compression can hold, and which input they are.
-_WEIGHT_INPUTS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
+# The ops whose weights (their input 1) tflite-micro's LUT compression can hold.
+_WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
 @dataclass(frozen=True)
@@ -320,9 +320,9 @@ def compress_weights(model_content: bytes, *, index_bits: int = 4) -> Compressed
         interpreter = Interpreter(model_content=bytes(model_content))
     specs, names = [], []
     for op in interpreter._get_ops_details():
-        if op["op_name"] not in _WEIGHT_INPUTS:
+        if op["op_name"] not in _WEIGHT_OPS:
             continue
-        index = int(op["inputs"][_WEIGHT_INPUTS[op["op_name"]]])
+        index = int(op["inputs"][1])
         weights = interpreter.get_tensor(index)
         if weights.dtype != np.int8:
             continue
