@@ -141,4 +141,12 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
         canonicalize_name(item["metadata"]["name"])
         for item in json.loads((tmp_path / "report.json").read_text())["install"]
     }
-    assert {"tensorflow", "tf-keras", "ai-edge-litert", "opencv-python-headless"} <= installed
+    assert {
+        "tensorflow",
+        "tf-keras",
+        "ai-edge-litert",
+        "opencv-python-headless",
+        "ziglang",
+        "unicorn",
+        "pyelftools",
+    } <= installed
