@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from tinyml_course.quantization import dequantize, quantize
+
 RULES = ("confidence", "entropy")
 
 
@@ -733,15 +735,15 @@ class StagedRunner:
     def run_one(self, image: np.ndarray) -> tuple[int, int]:
         """Classify one float image ``(H, W, C)``; return ``(predicted class, exit index)``."""
         first = self._stages[0]
-        q = np.clip(np.round(image / first.input_scale) + first.input_zero_point, -128, 127).astype(
-            np.int8
-        )[None]
+        q = quantize(image, first.input_scale, first.input_zero_point, compute_dtype=np.float32)[
+            None
+        ]
         last = len(self._stages) - 1
         for k, stage in enumerate(self._stages):
             stage.interpreter.set_tensor(stage.input_index, q)
             stage.interpreter.invoke()
             raw = stage.interpreter.get_tensor(stage.logits_index)[0]
-            logits = (raw.astype(np.float32) - stage.logits_zero_point) * stage.logits_scale
+            logits = dequantize(raw, stage.logits_scale, stage.logits_zero_point)
             if k == last or self._leave(logits):
                 return int(np.argmax(logits)), k
             q = stage.interpreter.get_tensor(stage.features_index)
@@ -750,10 +752,8 @@ class StagedRunner:
                 nxt.input_scale != stage.features_scale
                 or nxt.input_zero_point != stage.features_zero_point
             ):
-                real = (q.astype(np.float32) - stage.features_zero_point) * stage.features_scale
-                q = np.clip(
-                    np.round(real / nxt.input_scale) + nxt.input_zero_point, -128, 127
-                ).astype(np.int8)
+                real = dequantize(q, stage.features_scale, stage.features_zero_point)
+                q = quantize(real, nxt.input_scale, nxt.input_zero_point, compute_dtype=np.float32)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def evaluate(self, x: Any, y: Any, *, warmup: int = 20) -> StagedResult:

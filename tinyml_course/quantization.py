@@ -33,14 +33,27 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 # --------------------------------------------------------------------------- helpers
+ROUNDING_RULES = ("half_away_from_zero", "half_to_even")
+
+
 def round_half_away(x: np.ndarray | float) -> np.ndarray:
     """Round to the nearest integer, halves away from zero (C's ``std::round``).
 
     >>> round_half_away(np.array([0.5, 1.5, -0.5, 2.4]))
     array([ 1.,  2., -1.,  2.])
     """
-    x = np.asarray(x, dtype=np.float64)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + x.dtype.type(0.5))
+
+
+def _round(x: np.ndarray, rounding: str) -> np.ndarray:
+    if rounding == "half_away_from_zero":
+        return round_half_away(x)
+    if rounding == "half_to_even":
+        return np.round(x)
+    raise ValueError(f"rounding must be one of {ROUNDING_RULES}; got {rounding!r}.")
 
 
 def _int_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -77,8 +90,13 @@ def quantize(
     qmax: int = INT8_MAX,
     axis: int | None = None,
     dtype: type = np.int8,
+    rounding: str = "half_away_from_zero",
+    compute_dtype: type = np.float64,
 ) -> np.ndarray:
     """Real values to integers: ``clip(round(x / scale) + zero_point, qmin, qmax)``.
+
+    The course's one float-to-integer quantizer: weights, activations, model inputs on the
+    host and (by the same formula) in the ESP32 sketch all go through it.
 
     Parameters
     ----------
@@ -92,6 +110,14 @@ def quantize(
         Channel axis for per-channel parameters.
     dtype : numpy dtype
         Integer type of the result.
+    rounding : {"half_away_from_zero", "half_to_even"}
+        How ties (``x / scale`` exactly halfway between two integers) are broken. TFLite's
+        converter and its QUANTIZE kernel round halves away from zero (C's ``std::round``),
+        so that is the default everywhere in the course; ``"half_to_even"`` is NumPy's
+        ``np.round``, kept to show the difference.
+    compute_dtype : numpy float dtype
+        The precision of ``x / scale``: ``np.float64`` (default), or ``np.float32`` to do the
+        arithmetic a microcontroller's C code does in ``float`` (inputs quantized on a device).
 
     Returns
     -------
@@ -100,21 +126,25 @@ def quantize(
     Raises
     ------
     ValueError
-        If a scale is not positive or the range is empty.
+        If a scale is not positive, the range is empty or the rounding rule is unknown.
 
     Examples
     --------
     >>> quantize(np.array([-1.0, 0.0, 0.5, 1.0]), scale=1 / 127)
     array([-127,    0,   64,  127], dtype=int8)
+    >>> quantize(np.array([0.5, 1.5, 2.5]), scale=1.0, rounding="half_to_even")
+    array([0, 2, 2], dtype=int8)
     """
-    x = np.asarray(x, dtype=np.float64)
+    if compute_dtype not in (np.float32, np.float64):
+        raise ValueError(f"compute_dtype must be np.float32 or np.float64; got {compute_dtype!r}.")
+    x = np.asarray(x, dtype=compute_dtype)
     scale_b = _broadcast_params(scale, x.ndim, axis, "scale")
     zp_b = _broadcast_params(zero_point, x.ndim, axis, "zero_point")
     if np.any(scale_b <= 0) or not np.all(np.isfinite(scale_b)):
         raise ValueError(f"scale must be positive and finite; got {np.asarray(scale)}.")
     if qmin >= qmax:
         raise ValueError(f"qmin={qmin} must be below qmax={qmax}.")
-    q = round_half_away(x / scale_b) + zp_b
+    q = _round(x / scale_b.astype(compute_dtype), rounding) + zp_b
     return np.clip(q, qmin, qmax).astype(dtype)
 
 

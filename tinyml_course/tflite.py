@@ -212,7 +212,13 @@ class TFLiteModel:
         return self._info(self.interpreter.get_output_details()[0])
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """Float inputs to the model's input dtype (int8: ``round(x/scale)+zp``, clipped)."""
+        """Float inputs to the model's input dtype (int8: ``round(x/scale)+zp``, clipped).
+
+        Uses :func:`tinyml_course.quantization.quantize` in float32 with ties rounded away
+        from zero, as TFLite's own QUANTIZE kernel does.
+        """
+        from tinyml_course.quantization import quantize
+
         info = self.input
         x = np.asarray(x)
         if not info.quantized:
@@ -220,8 +226,15 @@ class TFLiteModel:
         if x.dtype == info.dtype:  # already quantized
             return x
         limits = np.iinfo(info.dtype)
-        q = np.round(x.astype(np.float32) / info.scale) + info.zero_point
-        return np.clip(q, limits.min, limits.max).astype(info.dtype)
+        return quantize(
+            x,
+            info.scale,
+            info.zero_point,
+            qmin=int(limits.min),
+            qmax=int(limits.max),
+            dtype=info.dtype,
+            compute_dtype=np.float32,
+        )
 
     def invoke_raw(self, x: np.ndarray) -> np.ndarray:
         """Run a batch already in the model's input dtype; return the raw output tensor."""
@@ -245,14 +258,14 @@ class TFLiteModel:
 
     def predict(self, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Float outputs for a float input batch (quantization handled both ways)."""
+        from tinyml_course.quantization import dequantize
+
         x = np.asarray(x)
         outputs = []
         for start in range(0, len(x), batch_size):
             raw = self.invoke_raw(self.quantize_input(x[start : start + batch_size]))
             info = self.output
-            outputs.append(
-                (raw.astype(np.float32) - info.zero_point) * info.scale if info.quantized else raw
-            )
+            outputs.append(dequantize(raw, info.scale, info.zero_point) if info.quantized else raw)
         return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
 
 

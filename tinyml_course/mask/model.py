@@ -21,6 +21,7 @@ import numpy as np
 
 from tinyml_course.mask.faces import FaceSet, generate_faces
 from tinyml_course.mask.preprocess import _check_size, crop_and_resize, to_gray
+from tinyml_course.quantization import dequantize
 
 FAITHFUL_SIZE = 10
 """The original demo's input size (and the lab's default)."""
@@ -254,8 +255,8 @@ def int8_scores(model_content: bytes, pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[None]
     q = quantize_frame(pixels, model.input.scale, model.input.zero_point)[..., None]
-    raw = model.invoke_raw(q).reshape(-1).astype(np.float32)
-    return (raw - model.output.zero_point) * model.output.scale
+    raw = model.invoke_raw(q).reshape(-1)
+    return dequantize(raw, model.output.scale, model.output.zero_point)
 
 
 def default_model_path(size: int) -> Any:

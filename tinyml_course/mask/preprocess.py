@@ -314,7 +314,9 @@ def quantize_frame(pixels: np.ndarray, scale: float, zero_point: int) -> np.ndar
     The model's float input is ``pixels / 255.0``; the int8 input follows the affine
     quantization ``q = round(x / scale) + zero_point`` with the model's input ``scale`` and
     ``zero_point`` (``TFLiteModel(model).input.scale`` / ``.zero_point``), clipped to
-    ``[-128, 127]``. Rounding is half to even (NumPy's), which the sketch mirrors.
+    ``[-128, 127]``, computed in float32 with ties rounded away from zero: the course's one
+    quantizer (:func:`tinyml_course.quantization.quantize`), and the same arithmetic as the
+    sketch's ``MaskQuantizePixel`` (``roundf``) and TFLite's QUANTIZE kernel.
 
     Parameters
     ----------
@@ -351,6 +353,7 @@ def quantize_frame(pixels: np.ndarray, scale: float, zero_point: int) -> np.ndar
         or not -128 <= int(zero_point) <= 127
     ):
         raise ValueError(f"zero_point must be an integer in [-128, 127]; got {zero_point!r}.")
+    from tinyml_course.quantization import quantize
+
     x = pixels.astype(np.float32) / np.float32(255.0)
-    q = np.round(x / np.float32(scale)) + int(zero_point)
-    return np.clip(q, -128, 127).astype(np.int8)
+    return quantize(x, scale, int(zero_point), compute_dtype=np.float32)

@@ -276,7 +276,9 @@ class DeviceInfo:
 
     def dequantize(self, raw: int) -> float:
         """The score (probability of a mask) from the raw int8 output."""
-        return float((int(raw) - self.output_zero_point) * self.output_scale)
+        from tinyml_course.quantization import dequantize
+
+        return float(dequantize(np.array(int(raw)), self.output_scale, self.output_zero_point))
 
 
 _KNOWN = {int(t) for t in MessageType}

@@ -56,10 +56,11 @@ inline size_t MaskEncode(uint8_t type, uint8_t seq, const uint8_t* payload, uint
 }
 
 // The model's int8 input for a grey pixel: clip(round(pixel / 255 / scale) + zero_point),
-// rounding half to even, in float32: exactly tinyml_course.mask.preprocess.quantize_frame.
+// in float32 with ties rounded away from zero (roundf, like TFLite's QUANTIZE kernel):
+// exactly tinyml_course.mask.preprocess.quantize_frame on the host.
 inline int8_t MaskQuantizePixel(uint8_t pixel) {
   const float x = static_cast<float>(pixel) / 255.0f;
-  float q = nearbyintf(x / kInputScale) + static_cast<float>(kInputZeroPoint);
+  float q = roundf(x / kInputScale) + static_cast<float>(kInputZeroPoint);
   if (q < -128.0f) q = -128.0f;
   if (q > 127.0f) q = 127.0f;
   return static_cast<int8_t>(q);
