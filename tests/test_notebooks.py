@@ -25,6 +25,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "energy_memory_share_float32_dram",
         "energy_memory_share_float32_sram",
         "energy_memory_share_int8_sram",
+        "energy_flash_break_even_pj_per_32bit_read",
     },
     "01_separable_convolutions": {
         "example_standard_macs",
@@ -118,6 +119,11 @@ MUST_HOLD: dict[str, list[tuple[str, Callable[[dict], bool]]]] = {
         (
             "memory's energy share is larger with float32 weights in DRAM than int8 in SRAM",
             lambda f: f["energy_memory_share_int8_sram"] < f["energy_memory_share_float32_dram"],
+        ),
+        (
+            "with int8 weights, a read would have to cost more than an SRAM read (5 pJ, Horowitz) "
+            "for memory to dominate",
+            lambda f: f["energy_flash_break_even_pj_per_32bit_read"] > 5.0,
         ),
     ],
     "01_separable_convolutions": [

@@ -12,6 +12,7 @@ from tinyml_course.profiling import (
     depthwise_macs,
     layer_macs,
     peak_activation_elements,
+    pooling_ops,
     pointwise_macs,
     profile_model,
     separable_macs,
@@ -81,11 +82,15 @@ def test_dense_and_pooling_macs() -> None:
     _, dense = _single(keras.layers.Dense(10), (800,))
     assert layer_macs(dense) == dense_macs(800, 10) == 8000
     _, pool = _single(keras.layers.MaxPooling2D(2), (26, 26, 16))
-    assert layer_macs(pool) == 2 * 2 * 16 * 13 * 13
+    # pooling multiplies nothing: its comparisons are counted apart, not as MACs
+    assert layer_macs(pool) == 0
+    assert pooling_ops(pool) == 2 * 2 * 16 * 13 * 13
     _, gap = _single(keras.layers.GlobalAveragePooling2D(), (7, 7, 32))
-    assert layer_macs(gap) == 7 * 7 * 32
+    assert layer_macs(gap) == 0
+    assert pooling_ops(gap) == 7 * 7 * 32
     _, flat = _single(keras.layers.Flatten(), (5, 5, 32))
-    assert layer_macs(flat) == 0
+    assert layer_macs(flat) == 0 == pooling_ops(flat)
+    assert pooling_ops(dense) == 0
 
 
 def test_peak_activation_of_a_chain_is_the_largest_input_plus_output() -> None:

@@ -8,8 +8,10 @@
   Conv2D               ``Kh * Kw * (C_in / groups) * C_out * H_out * W_out``
   DepthwiseConv2D      ``Kh * Kw * C_in * depth_multiplier * H_out * W_out``
   SeparableConv2D      depthwise + pointwise ``C_in * dm * C_out * H_out * W_out``
-  pooling              one operation per window element: ``Kh * Kw * C * H_out * W_out``
-  global pooling       ``H * W * C``
+  pooling              0 MACs: no multiplication. Its comparisons (max) or additions
+                       (average), one per window element, ``Kh * Kw * C * H_out * W_out``
+                       (global pooling: ``H * W * C``), are counted apart, as
+                       :func:`pooling_ops`, because a comparison costs far less than a MAC
   batch normalization  0 (folds into the convolution before it)
   everything else      0 without weights (reshapes, activations); a layer with weights
                        that is none of the above is refused (ValueError), never counted 0
@@ -42,6 +44,7 @@ class LayerProfile:
     params: int
     macs: int
     output_elements: int
+    pooling_ops: int = 0
 
 
 @dataclass
@@ -53,7 +56,9 @@ class ModelProfile:
     params : int
         All parameters (trainable and not).
     macs : int
-        Multiply-accumulates for one input sample.
+        Multiply-accumulates for one input sample (convolutions and dense layers).
+    pooling_ops : int
+        The pooling layers' comparisons and additions for one input sample (not MACs).
     peak_activation_elements : int
         Largest number of activation values alive at once (times the bytes per value
         gives RAM; see :meth:`peak_activation_bytes`).
@@ -65,6 +70,7 @@ class ModelProfile:
     macs: int
     peak_activation_elements: int
     live_elements_per_layer: list[int] = field(default_factory=list)
+    pooling_ops: int = 0
     tflite_bytes: int | None = None
     latency_ms: float | None = None
 
@@ -103,6 +109,8 @@ class ModelProfile:
             )
         rows.append("-" * len(header))
         rows.append(f"{'total':<64}{self.params:>10,}{self.macs:>14,}")
+        if self.pooling_ops:
+            rows.append(f"pooling (comparisons and additions, not MACs): {self.pooling_ops:,} ops")
         rows.append(
             f"weights: {self.float32_bytes:,} B float32 | {self.float16_bytes:,} B float16 | {self.int8_bytes:,} B int8"
         )
@@ -127,6 +135,7 @@ class ModelProfile:
         return {
             "params": self.params,
             "macs": self.macs,
+            "pooling_ops": self.pooling_ops,
             "float32_bytes": self.float32_bytes,
             "int8_bytes": self.int8_bytes,
             "peak_activation_bytes_float32": self.peak_activation_bytes("float32"),
@@ -289,22 +298,6 @@ def layer_macs(layer: Any) -> int:
         return int(np.prod(k)) * (in_shape[-1] // groups) * inner.filters * out_positions
     if known and isinstance(inner, L.Dense):
         return in_shape[-1] * inner.units * out_positions
-    if isinstance(
-        inner,
-        (
-            L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
-            L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
-        ),
-    ):  # fmt: skip
-        return int(np.prod(inner.pool_size)) * out_shape[-1] * out_positions
-    if isinstance(
-        inner,
-        (
-            L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-            L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-        ),
-    ):  # fmt: skip
-        return _elements(in_shape)
     if isinstance(inner, L.BatchNormalization):
         return 0  # folds into the preceding convolution when converted
     if _has_weights(inner):
@@ -315,6 +308,47 @@ def layer_macs(layer: Any) -> int:
             "layers, or count this layer's MACs yourself."
         )
     return 0
+
+
+def pooling_ops(layer: Any) -> int:
+    """Comparisons (max pooling) or additions (average pooling) of one built pooling layer.
+
+    One operation per window element and output value, ``Kh * Kw * C * H_out * W_out``
+    (global pooling: ``H * W * C``); 0 for any layer that is not pooling. These are not
+    MACs: no multiplication, and an 8-bit comparison costs a fraction of a MAC.
+
+    Raises
+    ------
+    ValueError
+        If the layer's shapes cannot be read.
+    """
+    from tinyml_course import keras
+
+    L = keras.layers
+    inner = _unwrap(layer)
+    if isinstance(inner, keras.Model):
+        return sum(pooling_ops(sub) for sub in inner.layers)
+    windowed = (
+        L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
+        L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
+    )  # fmt: skip
+    global_ = (
+        L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+        L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+    )  # fmt: skip
+    if not isinstance(inner, windowed + global_):
+        return 0
+    try:
+        in_shape = _shape_of(layer.input_shape)
+        out_shape = _shape_of(layer.output_shape)
+    except (AttributeError, RuntimeError) as err:
+        raise ValueError(
+            f"pooling layer {layer.name!r} has no readable shapes ({err}); profile a built model."
+        ) from err
+    if isinstance(inner, global_):
+        return _elements(in_shape)
+    out_positions = _elements(out_shape[:-1] + (1,))
+    return int(np.prod(inner.pool_size)) * out_shape[-1] * out_positions
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -418,6 +452,7 @@ def profile_model(
                 params=int(layer.count_params()),
                 macs=layer_macs(layer),
                 output_elements=_elements(out_shape) if out_shape else 0,
+                pooling_ops=pooling_ops(layer),
             )
         )
     peak, live = peak_activation_elements(model)
@@ -428,6 +463,7 @@ def profile_model(
         macs=sum(layer.macs for layer in layers),
         peak_activation_elements=peak,
         live_elements_per_layer=live,
+        pooling_ops=sum(layer.pooling_ops for layer in layers),
     )
     if tflite_model is not None:
         from tinyml_course.tflite import measure_latency
