@@ -12,8 +12,8 @@ from tinyml_course.profiling import (
     depthwise_macs,
     layer_macs,
     peak_activation_elements,
-    pooling_ops,
     pointwise_macs,
+    pooling_ops,
     profile_model,
     separable_macs,
 )
