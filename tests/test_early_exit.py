@@ -230,3 +230,38 @@ def test_staged_runner_refuses_float_stages(network) -> None:
         ee.StagedRunner([float_stage], [1])
     with pytest.raises(ValueError, match="stages is empty"):
         ee.StagedRunner([], [])
+
+
+# --------------------------------------------------------------------------- calibration and noise
+def test_fit_temperature_recovers_the_temperature_labels_were_drawn_with() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(20000, 5))
+    true_t = 2.5  # the labels follow softmax(logits / 2.5): the raw softmax is overconfident
+    p_true = ee.softmax(logits / true_t)
+    labels = np.array([rng.choice(5, p=row) for row in p_true])
+    fitted = ee.fit_temperature(ee.softmax(logits), labels)
+    assert fitted == pytest.approx(true_t, rel=0.08)
+    scaled = ee.apply_temperature(ee.softmax(logits), fitted)
+    assert np.array_equal(scaled.argmax(1), logits.argmax(1))
+    assert np.allclose(scaled, p_true, atol=0.03)
+
+
+def test_apply_temperature_validates() -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        ee.apply_temperature(np.array([[0.5, 0.5]]), 0.0)
+    with pytest.raises(ValueError, match="labels"):
+        ee.fit_temperature(np.array([[0.5, 0.5]]), np.array([0, 1]))
+
+
+def test_bootstrap_interval_pairs_the_samples() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.random(2000) < 0.85
+    b = a.copy()
+    b[:10] = ~b[:10]  # the two classifiers differ on 10 of 2,000 samples only
+    low, high = ee.bootstrap_interval(a, b)
+    assert low <= (a.mean() - b.mean()) <= high
+    unpaired = ee.bootstrap_interval(a)
+    # paired differences are far less noisy than one accuracy alone
+    assert high - low < (unpaired[1] - unpaired[0]) / 3
+    with pytest.raises(ValueError, match="same samples"):
+        ee.bootstrap_interval(a, b[:-1])

@@ -92,6 +92,10 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "early_exit_latency_ms",
         "cascade_accuracy",
         "cascade_average_macs",
+        "validation_accuracy_ci_width",
+        "policy_difference_ci_width",
+        "calibrated_early_exit_accuracy",
+        "calibrated_early_exit_average_macs",
     },
     "06_mask_detection_esp32": {
         "synthetic_test_accuracy",
