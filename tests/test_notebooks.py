@@ -53,6 +53,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
     "03_pruning_and_clustering": {
         "baseline_accuracy",
         "pruned_accuracy",
+        "uniform_pruned_accuracy",
         "pruned_sparsity",
         "baseline_gzip_bytes",
         "baseline_flash_bytes",
