@@ -149,4 +149,5 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
         "ziglang",
         "unicorn",
         "pyelftools",
+        "capstone",
     } <= installed

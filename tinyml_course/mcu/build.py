@@ -189,7 +189,7 @@ def _check_sources(sources: Mapping[str, str], harness: str | None) -> dict[str,
         raise ValueError(
             "sources must be a non-empty mapping of file name -> C text, e.g. "
             '{"main.c": "int main(void) { return 0; }"}; '
-            f"got {type(sources).__name__}{'' if isinstance(sources, Mapping) else ''}."
+            f"got {sources!r:.80}."
         )
     out: dict[str, str] = {}
     for name, text in sources.items():
@@ -199,15 +199,15 @@ def _check_sources(sources: Mapping[str, str], harness: str | None) -> dict[str,
                 "'kernel.c' or 'include/kernel.h'."
             )
         if not name.endswith(_SOURCE_SUFFIXES):
-            raise ValueError(
-                f"source name {name!r} must end with one of {_SOURCE_SUFFIXES}."
-            )
+            raise ValueError(f"source name {name!r} must end with one of {_SOURCE_SUFFIXES}.")
         if name.split("/")[0] in ("runtime", "link.ld", "Makefile"):
             raise ValueError(
                 f"source name {name!r} is reserved for the course's runtime; rename the file."
             )
         if not isinstance(text, str):
-            raise TypeError(f"sources[{name!r}] must be the C text as a str; got {type(text).__name__}.")
+            raise TypeError(
+                f"sources[{name!r}] must be the C text as a str; got {type(text).__name__}."
+            )
         out[name] = text
     if not any(n.endswith((".c", ".S", ".s")) for n in out):
         raise ValueError(f"sources has no .c file to compile; got only {sorted(out)}.")
@@ -248,8 +248,9 @@ def _flags(board: Board, opt: str, defines: Mapping[str, str | None], simd: bool
         "-mfloat-abi=soft",
         opt,
         "-g",
-        "-std=c11",
+        "-std=gnu11",
         "-ffreestanding",
+        "-fomit-frame-pointer",
         "-ffunction-sections",
         "-fdata-sections",
         "-fno-unwind-tables",
@@ -302,7 +303,10 @@ def work_dir() -> Path:
             return folder
     except OSError:
         pass
-    folder = Path(tempfile.gettempdir()) / f"tinyml-course-mcu-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    folder = (
+        Path(tempfile.gettempdir())
+        / f"tinyml-course-mcu-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    )
     if not _writable(folder):
         raise BuildError(
             f"no writable folder for the build: neither results/mcu nor {folder}. "
@@ -325,7 +329,9 @@ def _write_tree(folder: Path, files: Mapping[str, str]) -> None:
         path.write_text(text, encoding="utf-8", newline="\n")
 
 
-def _load(folder: Path, board: Board, opt: str, simd: bool, harness: str | None, key: str) -> Firmware:
+def _load(
+    folder: Path, board: Board, opt: str, simd: bool, harness: str | None, key: str
+) -> Firmware:
     elf_path = folder / "firmware.elf"
     elf = elf_path.read_bytes()
     log = folder / "warnings.txt"
@@ -434,7 +440,9 @@ def build(
             + "\n",
             encoding="utf-8",
         )
-        if final.exists():  # stale or concurrent build of the same key: replace it
+        if (final / "firmware.elf").is_file() and cache:
+            return _load(final, b, opt, simd, harness, key)  # a concurrent build finished first
+        if final.exists():  # a broken earlier build, or cache=False: replace it
             shutil.rmtree(final, ignore_errors=True)
         try:
             os.replace(tmp, final)
@@ -449,7 +457,9 @@ def build(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _makefile(board: Board, opt: str, defines: Mapping[str, str | None], simd: bool, compiled: list[str]) -> str:
+def _makefile(
+    board: Board, opt: str, defines: Mapping[str, str | None], simd: bool, compiled: list[str]
+) -> str:
     flags = [f"-D{n}" if v is None else f"-D{n}={v}" for n, v in defines.items()]
     if simd:
         flags.insert(0, "-DTINYML_SIMD")
@@ -470,7 +480,7 @@ OBJCOPY = arm-none-eabi-objcopy
 SIZE    = arm-none-eabi-size
 
 DEFINES = {defs}
-CFLAGS  = -mcpu={board.cpu} -mthumb -mfloat-abi=soft {opt} -g -std=c11 -ffreestanding \\
+CFLAGS  = -mcpu={board.cpu} -mthumb -mfloat-abi=soft {opt} -g -std=gnu11 -ffreestanding -fomit-frame-pointer \\
           -fno-tree-loop-distribute-patterns -ffunction-sections -fdata-sections -Wall \\
           -I. -Iruntime/include -include runtime/tinyml_board.h $(DEFINES)
 LDFLAGS = -T link.ld -nostdlib -Wl,--gc-sections -Wl,--entry=Reset_Handler -Wl,-Map=firmware.map

@@ -80,7 +80,9 @@ class Sizes:
     @property
     def code_bytes(self) -> int:
         """``.isr_vector`` + ``.text`` (+ the compiler runtime's unwind tables)."""
-        return sum(self.sections.get(s, 0) for s in (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab"))
+        return sum(
+            self.sections.get(s, 0) for s in (".isr_vector", ".text", ".ARM.exidx", ".ARM.extab")
+        )
 
     @property
     def rodata_bytes(self) -> int:
@@ -117,7 +119,9 @@ class Sizes:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer; got {n!r}.")
         if isinstance(sections, str):
-            raise TypeError(f"sections must be a tuple of section names; got the string {sections!r}.")
+            raise TypeError(
+                f"sections must be a tuple of section names; got the string {sections!r}."
+            )
         chosen = [s for s in self.symbols.values() if s.section in sections and s.size > 0]
         return sorted(chosen, key=lambda s: (-s.size, s.name))[:n]
 
