@@ -8,8 +8,13 @@
  *
  * Compile with -DTINYML_SIMD on a Cortex-M4/M7/M33 with the DSP extension (__ARM_FEATURE_DSP)
  * to use SMLAD-based inner loops for convolutions, pointwise convolutions, depthwise
- * convolutions and fully connected layers (two 16-bit MACs per instruction). Elsewhere the
+ * convolutions and fully connected layers (int8 pairs widened to int16 with SXTB16, two MACs per
+ * instruction) and SSUB8/SEL for max pooling (four channels per instruction). Elsewhere the
  * define is ignored and the plain loops are used; both give identical outputs.
+ *
+ * No libc: only <stdint.h>, <stddef.h> (and <arm_acle.h> for the SIMD intrinsics). Compilers
+ * may still call memcpy/memset for simple copy loops, and on cores without a hardware divider
+ * or 64-bit multiply (Cortex-M0) their runtime helpers (__aeabi_idiv, __aeabi_lmul).
  *
  * Part of an open TinyML course. Written for teaching: one function per operator, the
  * reference algorithm visible in the plain version.
@@ -138,10 +143,19 @@ typedef struct {
     int32_t output_zero_point;
 } tinyml_requantize_params;
 
+/* CONCATENATION (inputs quantized like the output): one input's rows into the output. */
+typedef struct {
+    int32_t outer;     /* product of the dimensions before the axis */
+    int32_t in_inner;  /* this input's bytes per outer index */
+    int32_t out_inner; /* the output's bytes per outer index */
+    int32_t offset;    /* where this input starts within an output row */
+} tinyml_concat_params;
+
 /* ------------------------------------------------------------------ kernels */
 
-/* scratch: SIMD builds only (NULL otherwise), 4 * round_up_even(k_h * k_w * in_c) bytes,
-   4-byte aligned: the int16 im2col columns of two output pixels. */
+/* scratch: SIMD builds only (NULL otherwise), 4-byte aligned, K2 = k_h * k_w * in_c rounded up
+   to even: 4 * K2 bytes (the int16 im2col columns of two output pixels), 6 * K2 bytes when
+   in_c is not a multiple of 4 (plus one natural-order column). */
 void tinyml_conv2d_s8(const tinyml_conv_params *p, const int8_t *input, const int8_t *filter,
                       const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                       int8_t *output, int16_t *scratch);
@@ -164,6 +178,7 @@ void tinyml_softmax_s8(const tinyml_softmax_params *p, const int8_t *input, int8
 void tinyml_logistic_s8(const tinyml_logistic_params *p, const int8_t *input, int8_t *output);
 void tinyml_requantize_s8(const tinyml_requantize_params *p, const int8_t *input,
                           int8_t *output);
+void tinyml_concat_piece_s8(const tinyml_concat_params *p, const int8_t *input, int8_t *output);
 void tinyml_copy_s8(int8_t *dst, const int8_t *src, int32_t n);
 
 #ifdef __cplusplus
