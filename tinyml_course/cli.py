@@ -12,7 +12,7 @@ from pathlib import Path
 
 # Sub-command groups that live next to the code they drive. Each module has
 # ``register(subparsers)``; a missing one is skipped.
-_PLUGINS = ("tinyml_course.grading", "tinyml_course.mask.cli")
+_PLUGINS = ("tinyml_course.grading", "tinyml_course.mask.cli", "tinyml_course.mcu.cli")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
