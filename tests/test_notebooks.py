@@ -112,6 +112,19 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "esp32_ram_margin_bytes",
         "host_frames_per_second",
     },
+    "07_on_the_microcontroller": {
+        "baseline_mcu_flash_bytes",
+        "baseline_mcu_ram_bytes",
+        "baseline_tflm_arena_bytes",
+        "baseline_instructions",
+        "baseline_output_mismatches",
+        "baseline_inputs_compared",
+        "simd_speedup",
+        "pointwise_instructions_per_mac",
+        "depthwise_instructions_per_mac",
+        "dense_instructions_per_mac",
+        "baseline_estimated_ms",
+    },
 }
 
 # Figures whose relation is what the notebook teaches: they must hold in every run, not only exist.
@@ -166,6 +179,17 @@ MUST_HOLD: dict[str, list[tuple[str, Callable[[dict], bool]]]] = {
         (
             "the detector costs more host time than the CNN",
             lambda f: f["host_detect_ms_per_frame"] > f["host_cnn_ms_per_frame"],
+        ),
+    ],
+    "07_on_the_microcontroller": [
+        (
+            "the generated C equals tflite-micro on at least 200 inputs",
+            lambda f: f["baseline_output_mismatches"] == 0 and f["baseline_inputs_compared"] >= 200,
+        ),
+        ("the SMLAD kernels issue fewer instructions", lambda f: f["simd_speedup"] > 1.0),
+        (
+            "a depthwise MAC costs more instructions than a pointwise one",
+            lambda f: f["depthwise_instructions_per_mac"] > f["pointwise_instructions_per_mac"],
         ),
     ],
 }

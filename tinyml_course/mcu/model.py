@@ -59,6 +59,8 @@ class Measurement:
         Instructions per layer, in execution order.
     estimate : CycleEstimate
         An ESTIMATE of the cycles and milliseconds on the real core (see its ``assumptions``).
+    class_counts : dict of str to int
+        Instructions per class (loads, stores, multiply/DSP, ALU, branches, ...).
     """
 
     flash_bytes: int
@@ -67,6 +69,7 @@ class Measurement:
     instructions: int
     layers: tuple[LayerCost, ...]
     estimate: CycleEstimate
+    class_counts: dict[str, int]
 
     def __str__(self) -> str:
         return (
@@ -147,6 +150,7 @@ class CompiledModel:
             instructions=int(result.instructions or 0),
             layers=layers,
             estimate=estimate(result, self.board),
+            class_counts=dict(result.class_counts),
         )
 
 
