@@ -112,6 +112,9 @@ barriers, system and breakpoint instructions.
 """
 
 
+_TCG_BUFFER_BYTES = 128 * 1024 * 1024
+
+
 class EmulationError(RuntimeError):
     """The program faulted or did not finish; ``pc`` and ``where`` say where it stopped."""
 
@@ -494,6 +497,10 @@ class VirtualBoard:
         b = self.board
         uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
         uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M4)
+        # unicorn reserves 1 GiB for translated code by default; a firmware of a few hundred KB
+        # needs a fraction of that, and a process under an address-space limit (the grading
+        # sandbox, with TensorFlow loaded) cannot reserve it at all
+        uc.ctl_set_tcg_buffer_size(_TCG_BUFFER_BYTES)
         uc.mem_map(b.flash_origin, b.flash_bytes, UC_PROT_READ | UC_PROT_EXEC)
         uc.mem_map(b.ram_origin, b.ram_bytes, UC_PROT_ALL)
         elf = ELFFile(io.BytesIO(self.firmware.elf))
