@@ -5,8 +5,9 @@ Two kinds of pruning (Han et al. 2015; Li et al. 2017):
 * **Unstructured (magnitude) pruning** zeroes the individual weights of smallest
   magnitude. With sparsity :math:`s` the mask keeps the :math:`(1-s)\\,n` largest
   :math:`|w|`. The tensor keeps its shape, so a dense kernel still does every
-  multiply-accumulate; the gain is in *compression* (zeros gzip well) and on sparse
-  kernels.
+  multiply-accumulate; the gain is in *compression* (zeros gzip well: download and
+  storage bytes, not the flash a microcontroller runs the model from, which holds the
+  raw flatbuffer) and on sparse kernels, which TFLM does not have.
 * **Structured pruning** removes whole filters (output channels) ranked by their L1
   norm :math:`\\lVert W_{:,:,:,j} \\rVert_1`. The next layer loses the matching input
   channels, and the rebuilt model is really smaller: fewer parameters, fewer MACs,
@@ -320,6 +321,9 @@ def structured_prune(
 # --------------------------------------------------------------------------- size
 def gzip_size(data: bytes | np.ndarray, *, level: int = 9) -> int:
     """Bytes of ``data`` after gzip (fixed mtime, so the result is repeatable).
+
+    The *download* size of a model; a microcontroller runs the raw ``.tflite`` in place from
+    flash, so its flash bytes are ``len(data)``, not this.
 
     Parameters
     ----------
