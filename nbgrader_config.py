@@ -3,7 +3,8 @@
 The single source of every exercise is ``solutions/<lab>/<lab>.ipynb``; the student
 version ``exercises/<lab>/`` is generated from it. Everything nbgrader writes while
 grading (submissions, autograded copies, feedback, the SQLite gradebook) lives under
-``results/grading/``, which git ignores, never in the source tree.
+``results/grading/`` (git ignores it; ``$TINYML_COURSE_RESULTS/grading/`` when that is
+set), never in the source tree.
 
 Use it through ``tinyml-course grade ...`` (see docs/grading.md), which also handles
 zips, bad files and the per-student report. Plain nbgrader works too, from the
@@ -15,10 +16,13 @@ repository root with the environment's ``bin/`` on PATH (nbgrader runs ``alembic
 
 import os
 
+from tinyml_course.paths import results_dir
+
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
-_WORK = os.path.join(_ROOT, "results", "grading")
+# The course's output folder: results/, or $TINYML_COURSE_RESULTS (a read-only checkout).
+_WORK = os.path.join(results_dir(), "grading")
 os.makedirs(_WORK, exist_ok=True)  # SQLite cannot create the gradebook in a missing folder
 
 # --- Folders: sources and releases in the repository, grading work under results/grading/.

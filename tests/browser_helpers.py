@@ -166,14 +166,23 @@ def _lab_settings(folder: Path) -> None:
 
 @contextmanager
 def jupyter_lab(
-    root: Path, state: Path, *, env: dict[str, str] | None = None, timeout: float = 120
+    root: Path,
+    state: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    python: Path | str | None = None,
 ) -> Iterator[Lab]:
     """Start JupyterLab from this environment on a free port, serving ``root``; stop it on exit.
 
     Config, runtime, settings and workspace folders are private (under ``state``), so a
-    user's own JupyterLab set-up cannot interfere. The server and its kernels run in their
-    own process group, which is terminated (then killed) on exit, even after a failure.
+    user's own JupyterLab set-up cannot interfere; the private config folder also comes
+    before the environment's (``JUPYTER_PREFER_ENV_PATH=0``), so what a test writes there
+    wins. The server and its kernels run in their own process group, which is terminated
+    (then killed) on exit, even after a failure. ``python`` runs JupyterLab from another
+    environment (default: this one).
     """
+    python = str(python or sys.executable)
     port, token = free_port(), secrets.token_hex(16)
     for sub in ("config", "runtime", "settings", "workspaces", "data"):
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -193,12 +202,13 @@ def jupyter_lab(
         "JUPYTER_DATA_DIR": str(state / "data"),
         "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "JUPYTER_PREFER_ENV_PATH": "0",
+        "PATH": f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     for name in ("TINYML_COURSE_HEADLESS", "NBGRADER_EXECUTION", "JPY_SESSION_NAME"):
         server_env.pop(name, None)
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+        python, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
     ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root

@@ -15,9 +15,26 @@ tomllib = pytest.importorskip("tomllib")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def _pyproject_requirements() -> list[str]:
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return data["project"]["dependencies"] + data["project"]["optional-dependencies"]["dev"]
+    """Everything: the course and every extra (what `python3 course.py test` installs)."""
+    project = _pyproject()
+    return project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]
+
+
+def _course_py():
+    """``course.py`` as a module (it is a script, standard library only)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("course_script", ROOT / "course.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _environment_yml_requirements() -> list[str]:
@@ -31,8 +48,79 @@ def _environment_yml_requirements() -> list[str]:
     return [r for r in reqs if r != "-e ."]
 
 
-def test_environment_yml_has_the_same_pins_as_pyproject() -> None:
-    assert sorted(_environment_yml_requirements()) == sorted(_pyproject_requirements())
+def test_environment_yml_is_the_student_install_with_the_same_pins_as_pyproject() -> None:
+    """Binder and JupyterHub images are built from environment.yml: students, no grading or
+    developer tools, and the course itself (`-e .`)."""
+    assert sorted(_environment_yml_requirements()) == sorted(_pyproject()["dependencies"])
+    assert '      - "-e ."' in (ROOT / "environment.yml").read_text().splitlines()
+
+
+def test_three_installs_students_instructors_developers() -> None:
+    """The course for students; nbgrader only for instructors; test, lint and browser tools
+    only for developers."""
+    from packaging.requirements import Requirement
+
+    def names(requirements: list[str]) -> set[str]:
+        return {Requirement(r).name for r in requirements}
+
+    project = _pyproject()
+    extras = project["optional-dependencies"]
+    assert {"instructor", "dev"} <= set(extras)
+    student = names(project["dependencies"])
+    assert "nbgrader" in names(extras["instructor"]) and "nbgrader" not in student
+    developer = {"pytest", "pytest-xdist", "pytest-timeout", "ruff", "playwright"}
+    assert developer <= names(extras["dev"])
+    assert not developer & (student | names(extras["instructor"]))
+    course = _course_py()
+    assert course.INSTALLS == {
+        "student": (),
+        "instructor": ("instructor",),
+        "dev": ("instructor", "dev"),
+    }
+    assert course.COMMANDS == {
+        "start": "student",
+        "run": "student",
+        "instructor": "instructor",
+        "test": "dev",
+    }
+    assert all(extra in extras for install in course.INSTALLS.values() for extra in install)
+
+
+def test_course_py_installs_what_a_command_needs_and_keeps_what_is_there(
+    tmp_path, monkeypatch
+) -> None:
+    import hashlib
+    import json
+
+    course = _course_py()
+    monkeypatch.setattr(course, "VENV", tmp_path / ".venv")
+    monkeypatch.setattr(course, "STAMP", tmp_path / ".venv" / "stamp")
+    assert course.plan("student") == [] and course.plan("dev") == ["dev", "instructor"]
+    python = course.venv_bin("python")
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    current = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+    def stamp(digest: str, extras: list[str]) -> None:
+        course.STAMP.write_text(json.dumps({"pyproject": digest, "extras": extras}))
+
+    stamp(current, [])
+    assert course.plan("student") is None
+    assert course.plan("instructor") == ["instructor"]
+    stamp(current, ["instructor"])
+    assert course.plan("student") is None  # an instructor's `start` keeps the grading tools
+    assert course.plan("dev") == ["dev", "instructor"]
+    stamp("an older pyproject.toml", ["instructor"])
+    assert course.plan("student") == ["instructor"]  # reinstalled, nothing dropped
+    course.STAMP.write_text(current)  # the stamp before the three installs: everything
+    assert course.plan("dev") is None
+    assert course.pip_target([]) == str(ROOT)
+    assert course.pip_target(["dev", "instructor"]) == f"{ROOT}[dev,instructor]"
+
+
+def test_course_py_instructor_takes_no_options(capsys) -> None:
+    assert _course_py().main(["instructor", "--port", "8899"]) == 2
+    assert "takes no options" in capsys.readouterr().err
 
 
 def test_opencv_is_pinned_below_5_and_tflite_micro_is_platform_marked() -> None:
@@ -57,8 +145,23 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 
 PLATFORMS = {
+    "linux-x86_64": (
+        # pip takes --platform tags literally: name every manylinux level the stack uses.
+        (
+            "manylinux_2_28_x86_64",
+            "manylinux_2_27_x86_64",
+            "manylinux_2_17_x86_64",
+            "manylinux2014_x86_64",
+        ),
+        {
+            "sys_platform": "linux",
+            "platform_machine": "x86_64",
+            "platform_system": "Linux",
+            "os_name": "posix",
+        },
+    ),
     "macos-arm64": (
-        "macosx_12_0_arm64",
+        ("macosx_12_0_arm64",),
         {
             "sys_platform": "darwin",
             "platform_machine": "arm64",
@@ -67,7 +170,7 @@ PLATFORMS = {
         },
     ),
     "windows-x86_64": (
-        "win_amd64",
+        ("win_amd64",),
         {
             "sys_platform": "win32",
             "platform_machine": "AMD64",
@@ -78,14 +181,19 @@ PLATFORMS = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("platform_name", sorted(PLATFORMS))
-def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: Path) -> None:
-    """pip evaluates markers for the running interpreter even with --platform, so filter them here."""
+def _resolve(lines: list[str], platform_name: str, tmp_path: Path) -> dict[str, str]:
+    """Resolve ``lines`` for a platform without installing: {name: version} pip would install.
+
+    pip evaluates markers for the running interpreter even with --platform, so they are
+    filtered here first.
+    """
+    import json
+
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
-    tag, values = PLATFORMS[platform_name]
+    tags, values = PLATFORMS[platform_name]
     environment = {
         **default_environment(),
         **values,
@@ -93,12 +201,11 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
         "python_full_version": "3.11.9",
     }
     kept = []
-    for line in _pyproject_requirements():
+    for line in lines:
         req = Requirement(line)
         if req.marker is None or req.marker.evaluate(environment):
             req.marker = None
             kept.append(str(req))
-    assert not any(r.startswith("tflite-micro") for r in kept)
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("\n".join(kept) + "\n")
     result = subprocess.run(
@@ -110,8 +217,7 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
             "--dry-run",
             "--ignore-installed",
             "--only-binary=:all:",
-            "--platform",
-            tag,
+            *(option for tag in tags for option in ("--platform", tag)),
             "--python-version",
             "3.11",
             "--target",
@@ -131,23 +237,55 @@ def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: 
         "Network is unreachable" in result.stderr
         or "Failed to establish a new connection" in result.stderr
     ):
-        pytest.skip("no access to the package index: cannot resolve for other platforms")
+        pytest.skip("no access to the package index: cannot resolve the dependencies")
     assert result.returncode == 0, result.stderr[-3000:]
-    import json
-
-    from packaging.utils import canonicalize_name
-
-    installed = {
-        canonicalize_name(item["metadata"]["name"])
+    return {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
         for item in json.loads((tmp_path / "report.json").read_text())["install"]
     }
-    assert {
-        "tensorflow",
-        "tf-keras",
-        "ai-edge-litert",
-        "opencv-python-headless",
-        "ziglang",
-        "unicorn",
-        "pyelftools",
-        "capstone",
-    } <= installed
+
+
+COURSE_STACK = {
+    "tensorflow",
+    "tf-keras",
+    "ai-edge-litert",
+    "opencv-python-headless",
+    "ziglang",
+    "unicorn",
+    "pyelftools",
+    "capstone",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platform_name", sorted(set(PLATFORMS) - {"linux-x86_64"}))
+def test_dependencies_resolve_for_other_platforms(platform_name: str, tmp_path: Path) -> None:
+    """All three installs (the course and every extra) resolve on macOS and Windows."""
+    installed = _resolve(_pyproject_requirements(), platform_name, tmp_path)
+    assert "tflite-micro" not in installed
+    assert COURSE_STACK | {"nbgrader", "pytest", "playwright"} <= set(installed)
+
+
+# repo2docker's own server environment for Python 3.11 (its conda lock of 2025-10):
+# environment.yml's pip packages go on top of it, so they must resolve together with it.
+REPO2DOCKER_SERVER_PY311 = [
+    "jupyterlab==4.4.9",
+    "notebook==7.4.7",
+    "jupyter-server==2.17.0",
+    "jupyterhub==5.4.0",  # jupyterhub-singleuser on conda-forge
+    "ipywidgets==8.1.7",
+    "ipykernel==7.0.1",
+    "tornado==6.5.2",
+    "traitlets==5.14.3",
+]
+
+
+@pytest.mark.slow
+def test_binder_environment_resolves_on_repo2dockers_server_environment(tmp_path: Path) -> None:
+    """Binder / a JupyterHub image: environment.yml's pip packages with repo2docker's server."""
+    installed = _resolve(
+        _environment_yml_requirements() + REPO2DOCKER_SERVER_PY311, "linux-x86_64", tmp_path
+    )
+    assert COURSE_STACK | {"tflite-micro", "jupyterlab", "jupyterhub"} <= set(installed)
+    assert installed["jupyterlab"] == "4.4.9"
+    assert not {"nbgrader", "pytest", "playwright"} & set(installed)

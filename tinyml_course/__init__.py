@@ -33,6 +33,7 @@ _SUBMODULES = {
     "early_exit",
     "explorers",
     "grading",
+    "lab",
     "mask",
     "micro",
     "models",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import platform
 import subprocess
 import sys
@@ -11,8 +12,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Sub-command groups that live next to the code they drive. Each module has
-# ``register(subparsers)``; a missing one is skipped.
-_PLUGINS = ("tinyml_course.grading", "tinyml_course.mask.cli", "tinyml_course.mcu.cli")
+# ``register(subparsers)``; a missing one is skipped. One that needs a package of another
+# install (nbgrader for ``grade``: the instructor install) becomes a command that says how
+# to get it.
+_PLUGINS = (
+    "tinyml_course.grading",
+    "tinyml_course.mask.cli",
+    "tinyml_course.mcu.cli",
+    "tinyml_course.kws.cli",
+)
+_COMMANDS = {"tinyml_course.grading": "grade"}  # otherwise the module's last name
+_REQUIRES = {"tinyml_course.grading": "nbgrader"}  # a package of the instructor install
+_INSTALL_HINT = (
+    "python3 course.py instructor (or, in another environment: pip install -e '.[instructor]')"
+)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -42,10 +55,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(
         f"tflite-micro runtime: {'available' if micro_available() else 'not available here (falls back to LiteRT reference kernels)'}"
     )
-    from tinyml_course.grading.sandbox import sandbox_status
+    from tinyml_course.lab import current_interface
+    from tinyml_course.paths import results_dir
 
-    works, why = sandbox_status()
-    print(f"grading sandbox: {'works (' + why + ')' if works else 'not available: ' + why}")
+    print(f"JupyterLab interface: {current_interface()}")
+    print(f"results folder: {results_dir()}")
+    if importlib.util.find_spec("nbgrader") is None:
+        print(f"grading: not installed (no nbgrader; instructors: {_INSTALL_HINT})")
+    else:
+        from tinyml_course.grading.sandbox import sandbox_status
+
+        works, why = sandbox_status()
+        print(f"grading sandbox: {'works (' + why + ')' if works else 'not available: ' + why}")
     from tinyml_course.datasets import load_fashion_mnist
 
     data = load_fashion_mnist()
@@ -94,23 +115,55 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    from tinyml_course.paths import repo_root
+    from tinyml_course.lab import lab_command
 
-    root = repo_root()
-    if root is None:
-        print("error: run the course from its clone (pip install -e .)", file=sys.stderr)
+    try:
+        command = lab_command(args.jupyterlab_options)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.default_url=/lab/tree/notebooks",
-    ]
-    if args.no_browser:
-        command.append("--no-browser")
     return subprocess.call(command)
+
+
+def _cmd_interface(args: argparse.Namespace) -> int:
+    from tinyml_course.lab import current_interface, nbgrader_installed, set_interface
+
+    if args.interface:
+        for path in set_interface(args.interface, folder=args.config_dir):
+            print(f"wrote {path}")
+        if args.interface == "instructor" and not nbgrader_installed():
+            print(f"note: nbgrader is not installed here; add it with {_INSTALL_HINT}")
+        if args.config_dir:
+            return 0
+    print(f"JupyterLab interface: {current_interface()} (takes effect when JupyterLab starts)")
+    return 0
+
+
+def _third_party(err: ModuleNotFoundError) -> bool:
+    """Whether a failed import is of a package outside the course (another install's)."""
+    return bool(err.name) and err.name.split(".")[0] != "tinyml_course"
+
+
+def _command_name(module: str) -> str:
+    """The command a plugin module adds: ``grade`` for grading, ``mask`` for mask.cli, ..."""
+    return _COMMANDS.get(module) or module.removesuffix(".cli").rsplit(".", 1)[-1]
+
+
+def _missing_plugin(subparsers: argparse._SubParsersAction, command: str, package: str) -> None:
+    """A ``command`` that explains it needs ``package`` from the instructor install."""
+    message = (
+        f"`tinyml-course {command}` needs {package}, which is not installed here: {_INSTALL_HINT}"
+    )
+
+    def explain(args: argparse.Namespace) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    p = subparsers.add_parser(
+        command, help=f"(needs the instructor install: {package})", add_help=False
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=explain)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,24 +198,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=900)
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("lab", help="start JupyterLab on notebooks/")
-    p.add_argument("--no-browser", action="store_true")
-    p.set_defaults(func=_cmd_lab)
+    p = sub.add_parser(
+        "lab",
+        help="start JupyterLab on notebooks/ (every option goes to JupyterLab)",
+        description="Start JupyterLab on the course's notebooks/. Every option is passed to "
+        "JupyterLab unchanged: --no-browser, --port 8899, --ip 0.0.0.0, --allow-root, "
+        "--ServerApp.token=..., ... (`jupyter lab --help-all` lists them).",
+        allow_abbrev=False,
+    )
+    p.set_defaults(func=_cmd_lab, passes_options=True)
+
+    p = sub.add_parser(
+        "interface",
+        help="show or choose JupyterLab's interface: student, or instructor (nbgrader's panels)",
+    )
+    p.add_argument("interface", nargs="?", choices=["student", "instructor"])
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        help="write to this Jupyter configuration folder (default: this environment's)",
+    )
+    p.set_defaults(func=_cmd_interface)
 
     for name in _PLUGINS:
+        needed = _REQUIRES.get(name)
+        if needed and importlib.util.find_spec(needed) is None:
+            _missing_plugin(sub, _command_name(name), needed)
+            continue
         try:
             module = importlib.import_module(name)
+            module.register(sub)
         except ModuleNotFoundError as err:
             if err.name and name.startswith(err.name):
                 continue
-            raise
-        module.register(sub)
+            if not _third_party(err):
+                raise
+            _missing_plugin(sub, _command_name(name), err.name.split(".")[0])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "passes_options", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.jupyterlab_options = unknown
     return int(args.func(args) or 0)
 
 
