@@ -125,6 +125,18 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "dense_instructions_per_mac",
         "baseline_estimated_ms",
     },
+    "09_keyword_spotting": {
+        "keywords",
+        "train_utterances",
+        "heldout_voice_accuracy",
+        "heldout_voice_int8_accuracy",
+        "int8_tflite_bytes",
+        "arena_bytes",
+        "macs",
+        "frontend_max_abs_error",
+        "stream_detection_rate",
+        "stream_false_accepts_per_hour",
+    },
 }
 
 # Figures whose relation is what the notebook teaches: they must hold in every run, not only exist.
@@ -190,6 +202,22 @@ MUST_HOLD: dict[str, list[tuple[str, Callable[[dict], bool]]]] = {
         (
             "a depthwise MAC costs more instructions than a pointwise one",
             lambda f: f["depthwise_instructions_per_mac"] > f["pointwise_instructions_per_mac"],
+        ),
+    ],
+    "09_keyword_spotting": [
+        ("at least 8 keywords (plus unknown and silence)", lambda f: f["keywords"] >= 8),
+        (
+            "at least 90% int8 accuracy on held-out voices",
+            lambda f: f["heldout_voice_int8_accuracy"] >= 0.90,
+        ),
+        ("the int8 model is under 64 KB of flash", lambda f: f["int8_tflite_bytes"] < 64 * 1024),
+        ("the measured arena is under 32 KB", lambda f: f["arena_bytes"] < 32 * 1024),
+        ("the front end matches tf.signal", lambda f: f["frontend_max_abs_error"] < 1e-2),
+        (
+            "streaming detects keywords and counts false accepts",
+            lambda f: (
+                0 < f["stream_detection_rate"] <= 1 and f["stream_false_accepts_per_hour"] >= 0
+            ),
         ),
     ],
 }

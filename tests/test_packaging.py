@@ -254,6 +254,8 @@ COURSE_STACK = {
     "unicorn",
     "pyelftools",
     "capstone",
+    "espeakng-loader",
+    "scipy",
 }
 
 
