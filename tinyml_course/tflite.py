@@ -347,3 +347,23 @@ def save_tflite(model_content: bytes, path: Any) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(model_content)
     return len(model_content)
+
+
+def read_tflite(path: Any) -> bytes:
+    """Read a ``.tflite`` file, checking that it is one.
+
+    Raises
+    ------
+    ValueError
+        ``"<path>: no such file"`` or ``"<path>: not a .tflite model"`` (the flatbuffer's
+        ``TFL3`` identifier is missing), for a command to print after the option's name.
+    """
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{path}: no such file")
+    data = file.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise ValueError(f"{path}: not a .tflite model")
+    return data

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _load(path: str | None) -> tuple[bytes, tuple[str, ...]] | None:
@@ -32,16 +34,14 @@ def _load(path: str | None) -> tuple[bytes, tuple[str, ...]] | None:
                 file=sys.stderr,
             )
         return default_model()
-    file = Path(path)
-    if not file.is_file():
-        print(f"error: --model {path}: no such file", file=sys.stderr)
-        return None
-    data = file.read_bytes()
-    if data[4:8] != b"TFL3":
-        print(f"error: --model {path}: not a .tflite model", file=sys.stderr)
-        return None
-    from tinyml_course.tflite import TFLiteModel
+    from tinyml_course.tflite import TFLiteModel, read_tflite
 
+    try:
+        data = read_tflite(path)
+    except ValueError as err:
+        print(f"error: --model {err}", file=sys.stderr)
+        return None
+    file = Path(path)
     try:
         model = TFLiteModel(data)
         outputs = int(model.output.shape[-1])
@@ -52,10 +52,24 @@ def _load(path: str | None) -> tuple[bytes, tuple[str, ...]] | None:
     return data, labels
 
 
+def _read_each(paths: list[str], failed: list[str]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(path, audio)`` for each readable WAV, in order; print why the others are not
+    and append them to ``failed``."""
+    from tinyml_course.kws.audio import AudioReadError, read_wav
+
+    for path in paths:
+        try:
+            audio = read_wav(path)
+        except AudioReadError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed.append(path)
+            continue
+        yield path, audio
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from tinyml_course.kws.audio import AudioReadError, read_wav
     from tinyml_course.kws.data import fit_clip
     from tinyml_course.kws.frontend import DEFAULT_FRONTEND, compute_features
     from tinyml_course.kws.model import int8_predict
@@ -64,23 +78,16 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     model, labels = loaded
-    status = 0
-    for path in args.paths:
-        try:
-            audio = read_wav(path)
-        except AudioReadError as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 1
-            continue
+    failed: list[str] = []
+    for path, audio in _read_each(args.paths, failed):
         features = compute_features(fit_clip(audio, DEFAULT_FRONTEND.clip_samples))
         scores = int8_predict(model, features)[0]
         best = int(np.argmax(scores))
         print(f"{path}\t{labels[best]}\t{scores[best]:.3f}", flush=True)
-    return status
+    return 1 if failed else 0
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from tinyml_course.kws.audio import AudioReadError, read_wav
     from tinyml_course.kws.stream import recognize, sliding_posteriors
 
     if not 0 <= args.threshold <= 1:
@@ -90,18 +97,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     model, labels = loaded
-    status = 0
-    for path in args.paths:
-        try:
-            audio = read_wav(path)
-        except AudioReadError as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 1
-            continue
+    failed: list[str] = []
+    for path, audio in _read_each(args.paths, failed):
         posteriors = sliding_posteriors(model, labels, audio)
         for det in recognize(posteriors, threshold=args.threshold):
             print(f"{path}\t{det.time:.2f}\t{det.keyword}\t{det.score:.3f}", flush=True)
-    return status
+    return 1 if failed else 0
 
 
 def _cmd_keywords(args: argparse.Namespace) -> int:

@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def _load_model(path: str | None, size: int | None) -> bytes | None:
     """The model bytes, or None after printing why not."""
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            print(f"error: --model {path}: no such file", file=sys.stderr)
+        from tinyml_course.tflite import read_tflite
+
+        try:
+            return read_tflite(path)
+        except ValueError as err:
+            print(f"error: --model {err}", file=sys.stderr)
             return None
-        data = file.read_bytes()
-        if data[4:8] != b"TFL3":
-            print(f"error: --model {path}: not a .tflite model", file=sys.stderr)
-            return None
-        return data
     from tinyml_course.mask.model import DEFAULT_SIZE, default_model, default_model_path
 
     chosen = DEFAULT_SIZE if size is None else size

@@ -29,13 +29,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tinyml_course.mcu.build import BuildError, emit_project
     from tinyml_course.mcu.model import compare_with_micro, compile_model
     from tinyml_course.micro import micro_available
+    from tinyml_course.tflite import read_tflite
 
     path = Path(args.model)
-    if not path.is_file():
-        return _error(f"{args.model}: no such file")
-    content = path.read_bytes()
-    if content[4:8] != b"TFL3":
-        return _error(f"{args.model}: not a .tflite model")
+    try:
+        content = read_tflite(path)
+    except ValueError as err:
+        return _error(str(err))
     if args.board not in BOARDS:
         return _error(f"--board {args.board}: unknown; choose one of {', '.join(BOARDS)}")
     try:
