@@ -125,6 +125,18 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "dense_instructions_per_mac",
         "baseline_estimated_ms",
     },
+    "08_peak_memory_patches": {
+        "layerwise_peak_activation_bytes",
+        "patch_peak_activation_bytes",
+        "peak_memory_reduction",
+        "patch_mac_overhead",
+        "layerwise_arena_bytes",
+        "patch_arena_bytes",
+        "patch_output_mismatches",
+        "patch_images_compared",
+        "frame_accuracy",
+        "frame_int8_accuracy",
+    },
     "09_keyword_spotting": {
         "keywords",
         "train_utterances",
@@ -202,6 +214,43 @@ MUST_HOLD: dict[str, list[tuple[str, Callable[[dict], bool]]]] = {
         (
             "a depthwise MAC costs more instructions than a pointwise one",
             lambda f: f["depthwise_instructions_per_mac"] > f["pointwise_instructions_per_mac"],
+        ),
+    ],
+    "08_peak_memory_patches": [
+        (
+            "patch by patch equals layer by layer on at least 200 frames",
+            lambda f: f["patch_output_mismatches"] == 0 and f["patch_images_compared"] >= 200,
+        ),
+        (
+            "the chosen schedule cuts the measured peak at least 3x with at most 25% extra MACs",
+            lambda f: f["peak_memory_reduction"] >= 3.0 and 0.0 < f["patch_mac_overhead"] <= 0.25,
+        ),
+        (
+            "the reduction is the layer-by-layer arena over the patch-based one",
+            lambda f: (
+                abs(
+                    f["peak_memory_reduction"] - f["layerwise_arena_bytes"] / f["patch_arena_bytes"]
+                )
+                < 1e-9
+            ),
+        ),
+        (
+            "patches hold less than the layer-by-layer peak, analytic and measured",
+            lambda f: (
+                f["patch_peak_activation_bytes"] < f["layerwise_peak_activation_bytes"]
+                and f["patch_arena_bytes"] < f["layerwise_arena_bytes"]
+            ),
+        ),
+        (
+            "the arena holds at least the analytic activations",
+            lambda f: f["layerwise_arena_bytes"] >= f["layerwise_peak_activation_bytes"],
+        ),
+        (
+            "the frame model is useful, and int8 keeps it",
+            lambda f: (
+                f["frame_accuracy"] >= 0.8
+                and f["frame_int8_accuracy"] >= f["frame_accuracy"] - 0.03
+            ),
         ),
     ],
     "09_keyword_spotting": [

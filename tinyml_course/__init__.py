@@ -38,6 +38,7 @@ _SUBMODULES = {
     "micro",
     "models",
     "paths",
+    "patches",
     "profiling",
     "pruning",
     "quantization",

@@ -12,6 +12,9 @@ preprocess
     The one preprocessing function: detect, crop, grayscale, resize, quantize.
 model
     The tiny CNN, its training and the cached default int8 model.
+scenes
+    Whole camera frames (96x96 scenes with a face, masked or not, anywhere in a background) for
+    notebook 08's frame-level model.
 
 protocol, host, virtual_device, sketch, cli
     The device side: the framed serial protocol, the host client and streaming, a virtual
