@@ -17,6 +17,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grading_helpers import (
+    answer_sources,
+    filled,
+    nbgrader_meta,
+    released,
+    solution_notebook,
+    write_submission,
+)
 
 from tinyml_course.paths import repo_root
 
@@ -28,49 +36,6 @@ LABS = sorted(
 )
 WRONG = ROOT / "tests" / "grading" / "wrong_answers"
 BATCH_TIMEOUT = 45  # seconds per cell in the bad batch: the endless loop costs this, twice
-
-
-def _nbgrader(cell: dict) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def _solution(lab: str) -> nbformat.NotebookNode:
-    return nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
-
-
-def _answer_sources(lab: str) -> dict[str, str]:
-    """grade_id -> solution source of every answer cell."""
-    return {
-        _nbgrader(c)["grade_id"]: c.source
-        for c in _solution(lab).cells
-        if _nbgrader(c).get("solution") and not _nbgrader(c).get("grade")
-    }
-
-
-def _release(lab: str, workspace: Path) -> nbformat.NotebookNode:
-    from tinyml_course.grading import generate_assignment
-
-    release = generate_assignment(lab, workspace)
-    return nbformat.read(release / f"{lab}.ipynb", as_version=4)
-
-
-def _filled(release: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
-    """The student version with the given answer cells filled in, as a student would submit it."""
-    nb = copy.deepcopy(release)
-    for cell in nb.cells:
-        grade_id = _nbgrader(cell).get("grade_id")
-        if grade_id in answers:
-            cell.source = answers[grade_id]
-    return nb
-
-
-def _write(folder: Path, student: str, lab: str, nb: nbformat.NotebookNode | str) -> None:
-    path = folder / student / f"{lab}.ipynb"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(nb, str):
-        path.write_text(nb)
-    else:
-        nbformat.write(nb, path)
 
 
 def _wrong_answers(lab: str) -> dict[str, str]:
@@ -86,7 +51,7 @@ def _wrong_answers(lab: str) -> dict[str, str]:
 @pytest.mark.parametrize("lab", LABS)
 def test_lab_has_plausible_wrong_answers(lab: str) -> None:
     wrong = _wrong_answers(lab)
-    answers = _answer_sources(lab)
+    answers = answer_sources(lab)
     assert wrong, f"{WRONG / (lab + '.json')} is empty."
     unknown = sorted(set(wrong) - set(answers))
     assert not unknown, (
@@ -98,15 +63,15 @@ def test_lab_has_plausible_wrong_answers(lab: str) -> None:
 
 @pytest.mark.parametrize("lab", LABS)
 def test_lab_metadata_follows_the_course_format(lab: str) -> None:
-    nb = _solution(lab)
-    ids = [_nbgrader(c).get("grade_id") for c in nb.cells if _nbgrader(c)]
+    nb = solution_notebook(lab)
+    ids = [nbgrader_meta(c).get("grade_id") for c in nb.cells if nbgrader_meta(c)]
     assert len(ids) == len(set(ids)), (
         f"{lab}: duplicate grade_ids {sorted({i for i in ids if ids.count(i) > 1})}"
     )
-    tests = [c for c in nb.cells if _nbgrader(c).get("grade")]
+    tests = [c for c in nb.cells if nbgrader_meta(c).get("grade")]
     assert tests, f"{lab} has no graded test cell"
     for cell in nb.cells:
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         if not meta:
             continue
         assert meta.get("schema_version") == 3, (
@@ -129,12 +94,12 @@ def test_collect_reports_missing_and_invalid_notebooks(tmp_path: Path) -> None:
     from tinyml_course.grading import collect
 
     lab = "lab00_budget"
-    _write(tmp_path, "nested_ok", lab, "{}")
+    write_submission(tmp_path, "nested_ok", lab, "{}")
     (tmp_path / "nested_ok" / f"{lab}.ipynb").unlink()
     nested = tmp_path / "nested_ok" / lab / f"{lab}.ipynb"
     nested.parent.mkdir(parents=True)
     nbformat.write(nbformat.v4.new_notebook(), nested)
-    _write(tmp_path, "broken", lab, "{ not json")
+    write_submission(tmp_path, "broken", lab, "{ not json")
     (tmp_path / "empty").mkdir()
     (tmp_path / "__MACOSX").mkdir()
     subs = {s.student: s for s in collect(lab, tmp_path)}
@@ -279,13 +244,13 @@ def test_lab_is_honest(lab: str, tmp_path: Path) -> None:
     from tinyml_course.grading import autograde, format_table
 
     workspace = tmp_path / "workspace"
-    release = _release(lab, workspace)
+    release = released(lab, workspace)
     wrong = _wrong_answers(lab)
-    answers = _answer_sources(lab)
+    answers = answer_sources(lab)
     subs = tmp_path / "submissions"
-    _write(subs, "blank", lab, release)
-    _write(subs, "solution", lab, _filled(release, answers))
-    _write(subs, "wrong", lab, _filled(release, {**answers, **wrong}))
+    write_submission(subs, "blank", lab, release)
+    write_submission(subs, "solution", lab, filled(release, answers))
+    write_submission(subs, "wrong", lab, filled(release, {**answers, **wrong}))
     results = {r.student: r for r in autograde(lab, subs, workspace=workspace, feedback=False)}
     table = format_table(list(results.values()))
     maximum = results["solution"].max_score
@@ -300,26 +265,26 @@ def test_lab_is_honest(lab: str, tmp_path: Path) -> None:
 
 
 def _bad_batch(lab: str, release: nbformat.NotebookNode, folder: Path) -> None:
-    answers = _answer_sources(lab)
-    good = _filled(release, answers)
-    _write(folder, "good", lab, good)
-    _write(folder, "good_too", lab, good)
-    _write(
+    answers = answer_sources(lab)
+    good = filled(release, answers)
+    write_submission(folder, "good", lab, good)
+    write_submission(folder, "good_too", lab, good)
+    write_submission(
         folder,
         "syntax_error",
         lab,
-        _filled(release, {**answers, "q2_answer": "def conv2d_macs(kernel, c_in\n    return 0\n"}),
+        filled(release, {**answers, "q2_answer": "def conv2d_macs(kernel, c_in\n    return 0\n"}),
     )
-    _write(
+    write_submission(
         folder,
         "endless_loop",
         lab,
-        _filled(release, {**answers, "q1_answer": "while True:\n    pass\n"}),
+        filled(release, {**answers, "q1_answer": "while True:\n    pass\n"}),
     )
     hog = "_hog = np.zeros(8 * 2**30, dtype=np.uint8)  # 8 GiB\n" + answers["q1_answer"]
-    _write(folder, "memory_hog", lab, _filled(release, {**answers, "q1_answer": hog}))
+    write_submission(folder, "memory_hog", lab, filled(release, {**answers, "q1_answer": hog}))
     # Wrong answers behind tampered tests: q1's test replaced by `pass`, q3's test cell deleted.
-    tampered = _filled(
+    tampered = filled(
         release,
         {
             **answers,
@@ -328,19 +293,19 @@ def _bad_batch(lab: str, release: nbformat.NotebookNode, folder: Path) -> None:
         },
     )
     for cell in tampered.cells:
-        if _nbgrader(cell).get("grade_id") == "q1_test":
+        if nbgrader_meta(cell).get("grade_id") == "q1_test":
             cell.source = "pass"
-    tampered.cells = [c for c in tampered.cells if _nbgrader(c).get("grade_id") != "q3_test"]
-    _write(folder, "tampered", lab, tampered)
+    tampered.cells = [c for c in tampered.cells if nbgrader_meta(c).get("grade_id") != "q3_test"]
+    write_submission(folder, "tampered", lab, tampered)
     # An answer deleted together with its test (nbgrader alone fails on the whole notebook), and a setup cell.
-    deleter = _filled(release, answers)
+    deleter = filled(release, answers)
     deleter.cells = [
         c
         for c in deleter.cells
-        if _nbgrader(c).get("grade_id") not in ("q3_answer", "q3_test", "q4_boards")
+        if nbgrader_meta(c).get("grade_id") not in ("q3_answer", "q3_test", "q4_boards")
     ]
-    _write(folder, "deleter", lab, deleter)
-    _write(folder, "not_json", lab, "this is not a notebook {")
+    write_submission(folder, "deleter", lab, deleter)
+    write_submission(folder, "not_json", lab, "this is not a notebook {")
     (folder / "missing").mkdir()
     (folder / "missing" / "notes.txt").write_text("I forgot to attach it")
 
@@ -352,7 +317,7 @@ def test_bad_submissions_never_break_the_batch(tmp_path: Path) -> None:
 
     lab = "lab00_budget"
     workspace = tmp_path / "workspace"
-    release = _release(lab, workspace)
+    release = released(lab, workspace)
     batch = tmp_path / "batch"
     _bad_batch(lab, release, batch)
 
@@ -409,7 +374,9 @@ def test_bad_submissions_never_break_the_batch(tmp_path: Path) -> None:
             zf.write(path, Path("class_of_2026") / path.relative_to(batch))
     second = {
         r.student: r
-        for r in autograde(lab, archive, workspace=workspace, timeout=BATCH_TIMEOUT, feedback=False)
+        for r in autograde(
+            lab, archive, workspace=workspace, timeout=BATCH_TIMEOUT, feedback=False, force=True
+        )
     }
     assert set(second) == set(first) - {"good_too"}
     for student, result in second.items():
@@ -612,9 +579,9 @@ def test_solutions_pass_the_tamper_scan(lab: str) -> None:
     from tinyml_course.grading.tamper import scan_cells
     from tinyml_course.grading.verdict import forbidden_calls
 
-    nb = _solution(lab)
+    nb = solution_notebook(lab)
     cells = [
-        (c.source, bool(_nbgrader(c).get("locked"))) for c in nb.cells if c.cell_type == "code"
+        (c.source, bool(nbgrader_meta(c).get("locked"))) for c in nb.cells if c.cell_type == "code"
     ]
     found = scan_cells(cells, forbidden_calls(nb))
     assert found == [], [f.message for f in found]
@@ -628,7 +595,7 @@ def test_lab_names_the_references_answers_may_not_call(lab: str) -> None:
     from tinyml_course.grading.tamper import _bound_names, _is_forbidden
     from tinyml_course.grading.verdict import forbidden_calls
 
-    nb = _solution(lab)
+    nb = solution_notebook(lab)
     forbidden = forbidden_calls(nb)
     assert forbidden, (
         f"{lab}: list the references its answers may not call in metadata tinyml_course.forbidden"
@@ -643,13 +610,13 @@ def test_lab_names_the_references_answers_may_not_call(lab: str) -> None:
             assert hasattr(importlib.import_module(module), attr), f"{lab}: {name} does not exist"
         assert attr in intro, f"{lab}: the intro does not name the forbidden {name}"
     for cell in nb.cells:
-        if cell.cell_type == "code" and _nbgrader(cell).get("locked"):
+        if cell.cell_type == "code" and nbgrader_meta(cell).get("locked"):
             import ast
 
             _, aliases = _bound_names(ast.parse(cell.source))
             leaked = [a for a, target in aliases.items() if _is_forbidden(target, forbidden)]
             assert not leaked, (
-                f"{lab}/{_nbgrader(cell).get('grade_id')} puts references {leaked} in the student's namespace"
+                f"{lab}/{nbgrader_meta(cell).get('grade_id')} puts references {leaked} in the student's namespace"
             )
 
 

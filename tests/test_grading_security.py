@@ -7,7 +7,6 @@ clear reason; the honest submissions graded in the same batch keep their exact s
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import socket
 import threading
@@ -15,45 +14,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grading_helpers import answer_sources, filled, released
 
 from tinyml_course.paths import repo_root
 
 ROOT = repo_root()
 LAB = "lab00_budget"
 MARKER = "tinyml-red-team-lingering-7d1c"
-
-
-def _nbgrader(cell: dict) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def _answers() -> dict[str, str]:
-    nb = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
-    return {
-        _nbgrader(c)["grade_id"]: c.source
-        for c in nb.cells
-        if _nbgrader(c).get("solution") and not _nbgrader(c).get("grade")
-    }
-
-
-def _submission(
-    release: nbformat.NotebookNode,
-    answers: dict[str, str],
-    *,
-    extra: dict[str, str] | None = None,
-) -> nbformat.NotebookNode:
-    """The release with answers filled in and extra (student-added) cells after some cells."""
-    nb = copy.deepcopy(release)
-    cells = []
-    for cell in nb.cells:
-        grade_id = _nbgrader(cell).get("grade_id")
-        if grade_id in answers:
-            cell.source = answers[grade_id]
-        cells.append(cell)
-        if extra and grade_id in extra:
-            cells.append(nbformat.v4.new_code_cell(extra[grade_id]))
-    nb.cells = cells
-    return nb
 
 
 def _digest(paths: list[Path]) -> dict[str, str]:
@@ -121,14 +88,14 @@ class _Listener:
 
 @pytest.mark.slow
 def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
-    from tinyml_course.grading import autograde, format_table, generate_assignment, sandbox_status
+    from tinyml_course.grading import autograde, format_table, sandbox_status
     from tinyml_course.grading.workspace import course_root
 
     ok, why = sandbox_status()
     assert ok, f"the grading sandbox must work in CI: {why}"
     workspace = tmp_path / "workspace"
-    release = nbformat.read(generate_assignment(LAB, workspace) / f"{LAB}.ipynb", as_version=4)
-    answers = _answers()
+    release = released(LAB, workspace)
+    answers = answer_sources(LAB)
     wrong_q1 = "def param_bytes(num_params, precision):\n    return 0\n"
     wrong_q2 = answers["q2_answer"].replace("* c_out ", "")
     assert wrong_q2 != answers["q2_answer"]
@@ -138,10 +105,10 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
     source_nb = workspace / "source" / LAB / f"{LAB}.ipynb"
     checks_py = course_root() / "tinyml_course" / "checks.py"
     submissions = {
-        "honest_full": _submission(release, answers),
-        "honest_wrong": _submission(release, {**answers, "q1_answer": wrong_q1}),
+        "honest_full": filled(release, answers),
+        "honest_wrong": filled(release, {**answers, "q1_answer": wrong_q1}),
         # Switch the checks off, three ways, behind wrong answers.
-        "rebind_checks": _submission(
+        "rebind_checks": filled(
             release,
             {
                 **answers,
@@ -150,7 +117,7 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
                 + "check_at_most = check_at_least = hidden = lambda *a, **k: None\n",
             },
         ),
-        "patch_fail": _submission(
+        "patch_fail": filled(
             release,
             {
                 **answers,
@@ -158,12 +125,12 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
                 "tinyml_course.checks._fail = lambda *a, **k: None\n\n" + wrong_q1,
             },
         ),
-        "patch_numpy": _submission(
+        "patch_numpy": filled(
             release,
             {**answers, "q2_answer": "np.isclose = lambda *a, **k: True\n\n\n" + wrong_q2},
         ),
         # A value compared with itself: the reference the test grades against.
-        "reference": _submission(
+        "reference": filled(
             release,
             {
                 **answers,
@@ -176,7 +143,7 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
             },
         ),
         # Read the hidden tests and the solutions.
-        "reads_solutions": _submission(
+        "reads_solutions": filled(
             release,
             answers,
             extra={
@@ -189,7 +156,7 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
             },
         ),
         # Write outside its folder: the gradebook, the course's checks, a symlink for the grader.
-        "writes_outside": _submission(
+        "writes_outside": filled(
             release,
             answers,
             extra={
@@ -207,7 +174,7 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
             },
         ),
         # Phone home to a listener on the host's loopback.
-        "network": _submission(
+        "network": filled(
             release,
             answers,
             extra={
@@ -221,7 +188,7 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
             },
         ),
         # Leave a process behind that outlives its grading.
-        "lingering": _submission(
+        "lingering": filled(
             release,
             answers,
             extra={
@@ -246,7 +213,11 @@ def test_red_team_scores_nothing_and_changes_nothing(tmp_path: Path) -> None:
     protected = _digest(targets)
 
     try:
-        results = {r.student: r for r in autograde(LAB, batch, workspace=workspace, feedback=False)}
+        # force: grade the honest pair again, beside the hostile submissions.
+        results = {
+            r.student: r
+            for r in autograde(LAB, batch, workspace=workspace, feedback=False, force=True)
+        }
     finally:
         listener.close()
     table = format_table(list(results.values()))
@@ -310,15 +281,15 @@ def test_no_sandbox_grades_the_same_and_says_so(tmp_path: Path) -> None:
     """--no-sandbox: same scores and the same outside decision, every result marked unsandboxed."""
     import csv
 
-    from tinyml_course.grading import autograde, format_table, generate_assignment
+    from tinyml_course.grading import autograde, format_table
 
     workspace = tmp_path / "workspace"
-    release = nbformat.read(generate_assignment(LAB, workspace) / f"{LAB}.ipynb", as_version=4)
-    answers = _answers()
+    release = released(LAB, workspace)
+    answers = answer_sources(LAB)
     batch = tmp_path / "batch"
     for student, nb in {
-        "solution": _submission(release, answers),
-        "rebind_checks": _submission(
+        "solution": filled(release, answers),
+        "rebind_checks": filled(
             release,
             {
                 **answers,

@@ -98,7 +98,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    """Time every notebook (and every exercise solution) headless and print the table."""
+    """Time every notebook (and every exercise solution) headless and print the table; or,
+    with ``--grading N``, benchmark the autograder."""
+    if args.grading is not None:
+        try:
+            from tinyml_course.grading.cli import bench_command
+        except ModuleNotFoundError as err:
+            if not _third_party(err):
+                raise
+            print(
+                f"error: `tinyml-course bench --grading` needs the grading tools ({err.name}), "
+                f"which are not installed here: {_INSTALL_HINT}",
+                file=sys.stderr,
+            )
+            return 2
+        return bench_command(args)
     from tinyml_course.paths import repo_root
     from tinyml_course.runner import course_notebooks, run_notebooks
 
@@ -166,6 +180,17 @@ def _missing_plugin(subparsers: argparse._SubParsersAction, command: str, packag
     p.set_defaults(func=explain)
 
 
+def positive_int(text: str) -> int:
+    """A positive integer argument (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinyml-course", description="The TinyML course: run, measure and grade it."
@@ -196,6 +221,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--solutions", action="store_true", help="also time the exercise solutions")
     p.add_argument("--timeout", type=int, default=900)
+    grading = p.add_argument_group(
+        "grading throughput (instructor install)",
+        "--grading N grades N submissions (the lab's solution, blank release and a plausible "
+        "wrong answer in turn) once per --jobs value, checks the results are identical, prints "
+        "submissions per minute, the speed-up and the projected time for 300 students x 7 labs, "
+        "and records the figures in the results report",
+    )
+    grading.add_argument(
+        "--grading",
+        type=positive_int,
+        metavar="N",
+        help="benchmark the autograder on N submissions",
+    )
+    grading.add_argument(
+        "--lab", default="lab00_budget", help="the lab to grade (default lab00_budget)"
+    )
+    grading.add_argument(
+        "--jobs",
+        type=positive_int,
+        nargs="+",
+        default=[1, 2],
+        metavar="J",
+        help="the --jobs values to compare; the first is the speed-up's baseline (default: 1 2)",
+    )
+    grading.add_argument(
+        "--scheduler", metavar="ADDRESS", help="benchmark an existing Dask cluster"
+    )
+    grading.add_argument(
+        "--workspace",
+        help="folder for the batch and the workspaces (default: a temporary one, removed)",
+    )
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(

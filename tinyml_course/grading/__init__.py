@@ -11,8 +11,11 @@ One module per concern:
 * :mod:`~tinyml_course.grading.verdict` and :mod:`~tinyml_course.grading.tamper`: hidden tests
   decided outside the student's kernel, and the tamper scan;
 * :mod:`~tinyml_course.grading.diagnose`: readable reasons for the report;
-* :mod:`~tinyml_course.grading.batch`: the batch; :mod:`~tinyml_course.grading.cli`: the
-  ``tinyml-course grade`` command.
+* :mod:`~tinyml_course.grading.batch`: the batch (the only writer of the workspace);
+  :mod:`~tinyml_course.grading.engine`: Dask, a local cluster or an existing one, that runs
+  :mod:`~tinyml_course.grading.worker` (one submission graded in a scratch course, results
+  back as data); :mod:`~tinyml_course.grading.bench`: the throughput benchmark;
+* :mod:`~tinyml_course.grading.cli`: the ``tinyml-course grade`` command.
 
 The names below are imported on first use, so ``python -m tinyml_course.grading.launcher``
 (which starts every graded kernel) stays light.
@@ -33,6 +36,9 @@ _EXPORTS = {
     "release_student_tree": "releases",
     "collect": "submissions",
     "autograde": "batch",
+    "autograde_batch": "batch",
+    "BatchReport": "batch",
+    "format_summary": "batch",
     "StudentResult": "batch",
     "generate_feedback": "batch",
     "export_grades": "batch",

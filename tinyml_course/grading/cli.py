@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
+from tinyml_course.cli import positive_int
 from tinyml_course.grading.batch import (
-    autograde,
+    autograde_batch,
     export_grades,
+    format_summary,
     format_table,
     generate_feedback,
 )
@@ -53,25 +54,56 @@ def _cmd_check_release(args: argparse.Namespace) -> int:
 
 
 def _cmd_autograde(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    results = autograde(
-        args.lab,
-        args.submissions,
-        workspace=args.workspace,
-        timeout=args.timeout,
-        memory_limit_mb=args.memory_mb,
-        sandbox=not args.no_sandbox,
-        solutions=args.solutions,
-        feedback=not args.no_feedback,
-        echo=True,
-    )
     workspace = default_workspace(args.workspace)
-    print(format_table(results))
+    try:
+        report = autograde_batch(
+            args.lab,
+            args.submissions,
+            workspace=args.workspace,
+            timeout=args.timeout,
+            memory_limit_mb=args.memory_mb,
+            sandbox=not args.no_sandbox,
+            solutions=args.solutions,
+            feedback=not args.no_feedback,
+            echo=True,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            force=args.force,
+            submission_timeout=args.submission_timeout,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: every submission recorded so far is complete in {workspace / 'gradebook.db'}; "
+            "run the same command again to grade the rest.",
+            file=sys.stderr,
+        )
+        return 130
+    print(format_table(report.results))
+    print(format_summary(report))
     print(
-        f"{len(results)} submission(s) in {time.perf_counter() - start:.1f} s; gradebook {workspace / 'gradebook.db'}, "
-        f"grades {workspace / 'grades.csv'}, feedback {workspace / 'feedback'}, report {workspace / 'reports' / (args.lab + '.csv')}"
+        f"gradebook {workspace / 'gradebook.db'}, grades {workspace / 'grades.csv'}, "
+        f"feedback {workspace / 'feedback'}, report {workspace / 'reports' / (args.lab + '.csv')}"
     )
     return 0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """``tinyml-course bench --grading N``: grade N submissions serially and in parallel, compare."""
+    from tinyml_course.grading.bench import format_bench, run_bench
+
+    def run(args: argparse.Namespace) -> int:
+        result = run_bench(
+            args.lab,
+            submissions=args.grading,
+            jobs=args.jobs,
+            workspace=args.workspace,
+            scheduler=args.scheduler,
+            echo=True,
+        )
+        print(format_bench(result))
+        return 0 if result["identical"] else 1
+
+    return _main_guard(run)(args)
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
@@ -160,6 +192,32 @@ def register(subparsers: Any) -> None:
         "--no-sandbox",
         action="store_true",
         help="grade without the sandbox (only where it cannot run; results are marked unsandboxed)",
+    )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="grade N submissions at once (local Dask workers; default 1). With --scheduler: "
+        "at most N in flight (default: every worker thread of the cluster)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a running Dask cluster (tcp://HOST:8786) instead of local workers",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="grade again submissions already graded from the same files and settings",
+    )
+    p.add_argument(
+        "--submission-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock limit of one whole submission (default: start-up + the cell limit per "
+        "code cell); past it the submission is retried once, then reported as error",
     )
     p.set_defaults(func=_main_guard(_cmd_autograde))
 

@@ -26,20 +26,24 @@ TCP loopback does not cross network namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, default
 
 from tinyml_course.paths import PACKAGE_DIR, repo_root
 
@@ -239,6 +243,24 @@ def sandbox_status() -> tuple[bool, str]:
     return True, version.strip() or "bubblewrap"
 
 
+_THREAD_VARIABLES = (
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment variables that give TensorFlow, OpenMP and BLAS ``threads`` threads (0: theirs)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(
+            f"threads must be an int >= 0 (0: the libraries' default); got {threads!r}."
+        )
+    return {name: str(threads) for name in _THREAD_VARIABLES} if threads else {}
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel starts in :func:`bwrap_command` (or only limited)."""
 
@@ -246,6 +268,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     limits: Limits = Limits()
     workdir: Path | None = None
     socket_dir: Path | None = None
+    threads: int = 1
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         command = super().format_kernel_cmd(extra_arguments)
@@ -259,10 +282,12 @@ class SandboxedKernelManager(AsyncKernelManager):
             limits=self.limits,
             # Its parent is outside the PID namespace; 1 tells ipykernel not to poll for it
             # (and not to print its "Ctrl-C will not work" note on the grader's terminal).
-            env={"JPY_PARENT_PID": "1"},
+            env={"JPY_PARENT_PID": "1", **thread_env(self.threads)},
         )
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+        if not self.sandboxed and self.threads:
+            kw["env"] = {**kw.get("env", os.environ), **thread_env(self.threads)}
         out = await super()._async_pre_start_kernel(**kw)
         if self.sandboxed:
             # The kernel is in its own session and PID namespace: a SIGINT to the bwrap
@@ -272,7 +297,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 
 def sandboxed_kernel_manager(
-    *, sandboxed: bool, limits: Limits, workdir: Path | None, **kwargs: Any
+    *, sandboxed: bool, limits: Limits, workdir: Path | None, threads: int = 1, **kwargs: Any
 ) -> SandboxedKernelManager:
     """A :class:`SandboxedKernelManager` ready to start; its socket folder is made here."""
     if sandboxed:
@@ -284,12 +309,111 @@ def sandboxed_kernel_manager(
         km.socket_dir = socket_dir
     else:
         km = SandboxedKernelManager(**kwargs)
-    km.sandboxed, km.limits, km.workdir = sandboxed, limits, workdir
+    km.sandboxed, km.limits, km.workdir, km.threads = sandboxed, limits, workdir, threads
     return km
 
 
+_CURRENT = threading.local()
+
+
+class KernelWatch:
+    """What the kernels started in this thread cost, and a deadline that kills them.
+
+    Used as a context manager around one submission's grading (``with KernelWatch(600) as
+    watch: ...``): every :class:`SandboxedExecute` in the same thread adds its phase times
+    to ``watch.phases`` (seconds: ``kernel_start``, ``cells``, ``kernel_shutdown``,
+    ``execute``), and when ``deadline`` seconds have passed, every kernel it started is
+    killed (its whole sandbox with it), so nbclient stops with a dead kernel instead of
+    hanging; ``watch.fired`` then says so.
+
+    Parameters
+    ----------
+    deadline : float, optional
+        Wall-clock seconds for everything inside the block; None: no deadline.
+    """
+
+    def __init__(self, deadline: float | None = None) -> None:
+        if deadline is not None and not deadline > 0:
+            raise ValueError(
+                f"deadline must be a positive number of seconds or None; got {deadline!r}."
+            )
+        self.deadline = deadline
+        self.phases: dict[str, float] = {}
+        self.fired = False
+        self._kernels: list[Any] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> KernelWatch:
+        _CURRENT.watch = self
+        if self.deadline is not None:
+            self._timer = threading.Timer(self.deadline, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _CURRENT.watch = None
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def add(self, phase: str, seconds: float) -> None:
+        """Add ``seconds`` to ``phase``."""
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    def register(self, km: Any) -> None:
+        """Watch a kernel manager: its kernel is killed when the deadline passes."""
+        with self._lock:
+            self._kernels.append(km)
+            fired = self.fired
+        if fired:
+            _kill_kernel(km)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.fired = True
+            kernels = list(self._kernels)
+        for km in kernels:
+            _kill_kernel(km)
+
+
+def current_watch() -> KernelWatch | None:
+    """The :class:`KernelWatch` of this thread, if one is active."""
+    return getattr(_CURRENT, "watch", None)
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        watch = current_watch()
+        if watch is not None:
+            watch.add(name, time.perf_counter() - start)
+
+
+def _kill_kernel(km: Any) -> None:
+    """SIGKILL a kernel's process group (in the sandbox: bwrap, and with it everything inside)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    pid = getattr(process, "pid", None)
+    if pid is None or os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
 class SandboxedExecute(Execute):
-    """nbgrader's ``Execute`` with each kernel in the grading sandbox and under limits."""
+    """nbgrader's ``Execute`` with each kernel in the grading sandbox and under limits.
+
+    Its kernel is shut down at once (``shutdown_kernel = "immediate"``) once the last cell has
+    answered and its outputs are in: a graceful exit of an interpreter that loaded TensorFlow
+    takes about a second per submission and gives the grader nothing. Cells get no execution
+    timestamps (``record_timing = False``), so grading the same notebook twice writes the
+    same bytes.
+    """
 
     sandbox = Bool(
         True,
@@ -310,6 +434,21 @@ class SandboxedExecute(Execute):
     max_processes = Integer(Limits.processes, help="Processes and threads (0: no limit).").tag(
         config=True
     )
+    threads = Integer(
+        1,
+        help="CPU threads of TensorFlow, OpenMP and BLAS in the grading kernel (0: their "
+        "defaults, one per core). One: a batch runs in parallel across submissions "
+        "(--jobs), not inside one, and a submission computes the same numbers on any "
+        "machine, whatever its core count.",
+    ).tag(config=True)
+
+    @default("shutdown_kernel")
+    def _shutdown_kernel_default(self) -> str:
+        return "immediate"
+
+    @default("record_timing")
+    def _record_timing_default(self) -> bool:
+        return False
 
     def limits(self) -> Limits:
         """The configured :class:`Limits`."""
@@ -330,14 +469,36 @@ class SandboxedExecute(Execute):
             sandboxed=bool(self.sandbox),
             limits=self.limits(),
             workdir=Path(path).resolve() if path else None,
+            threads=int(self.threads),
             kernel_name=self.kernel_name or "python3",
             config=self.config,
         )
+        watch = current_watch()
+        if watch is not None:
+            watch.register(self.km)
         return self.km
+
+    # Phase times for KernelWatch (the benchmark's split; nothing else reads them).
+    def start_new_kernel(self, **kwargs: Any) -> Any:
+        with _phase("kernel_start"):
+            return super().start_new_kernel(**kwargs)
+
+    def start_new_kernel_client(self) -> Any:
+        with _phase("kernel_start"):
+            return super().start_new_kernel_client()
+
+    def execute_cell(self, *args: Any, **kwargs: Any) -> Any:
+        with _phase("cells"):
+            return super().execute_cell(*args, **kwargs)
+
+    def _cleanup_kernel(self) -> Any:
+        with _phase("kernel_shutdown"):
+            return super()._cleanup_kernel()
 
     def preprocess(self, nb: Any, resources: Any = None, km: Any = None) -> Any:
         try:
-            return super().preprocess(nb, resources, km=km)
+            with _phase("execute"):
+                return super().preprocess(nb, resources, km=km)
         finally:
             socket_dir = getattr(getattr(self, "km", None), "socket_dir", None)
             if socket_dir is not None:

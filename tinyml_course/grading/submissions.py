@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,17 +139,32 @@ def collect(lab: str, folder: Path) -> list[Submission]:
     return subs
 
 
+def submission_files(sub: Submission, lab: str) -> dict[str, tuple[bytes, int]]:
+    """What goes into ``submitted/<student>/<lab>/``: relative path -> (bytes, mode).
+
+    The student's ``<lab>/`` folder when they handed one in (without ``__MACOSX``,
+    checkpoints and caches; symlinks are skipped: a submission is files), and the notebook
+    as ``<lab>.ipynb``.
+    """
+    if sub.notebook is None:
+        raise ValueError(f"{sub.student}: no notebook to grade ({sub.problem or 'none found'}).")
+    files: dict[str, tuple[bytes, int]] = {}
+    if sub.folder is not None:
+        for path in sorted(sub.folder.rglob("*")):
+            rel = path.relative_to(sub.folder)
+            if any(part in SKIP_NAMES for part in rel.parts):
+                continue
+            if path.is_symlink() or not path.is_file():
+                continue
+            files[rel.as_posix()] = (path.read_bytes(), path.stat().st_mode & 0o777)
+    files[f"{lab}.ipynb"] = (sub.notebook.read_bytes(), sub.notebook.stat().st_mode & 0o777)
+    return files
+
+
 def place(sub: Submission, lab: str, workspace: Path) -> None:
     """Copy a submission into ``submitted/<student>/<lab>/`` (replacing an earlier one)."""
+    from tinyml_course.grading.worker import write_files
+
     target = workspace / "submitted" / sub.student / lab
     rmtree(target)
-    if sub.folder is not None:
-        shutil.copytree(sub.folder, target, ignore=shutil.ignore_patterns(*SKIP_NAMES))
-    target.mkdir(parents=True, exist_ok=True)
-    assert sub.notebook is not None
-    if (
-        sub.folder is None
-        or sub.notebook.parent != sub.folder
-        or sub.notebook.name != f"{lab}.ipynb"
-    ):
-        shutil.copyfile(sub.notebook, target / f"{lab}.ipynb")
+    write_files(target, submission_files(sub, lab))

@@ -10,6 +10,7 @@ the one submission's own ``autograded/<student>/<lab>/`` folder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -91,9 +92,39 @@ def check_labs(labs: Sequence[str] | None, solutions: Path | str | None = None) 
     return list(labs)
 
 
+def _alembic_head_in_process() -> None:
+    """Have nbgrader read its schema version in this process, once, instead of a subprocess.
+
+    Creating a gradebook, nbgrader runs ``alembic heads`` as a program (about a second of
+    CPU, once per gradebook: every grading worker creates one). The answer is fixed for an
+    installed nbgrader; alembic's API gives it directly. Falls back to nbgrader's own way.
+    """
+    import nbgrader.api
+
+    original = nbgrader.api.get_alembic_version
+    if getattr(original, "in_process", False):
+        return
+
+    @functools.lru_cache(maxsize=1)
+    def get_alembic_version() -> str:
+        try:
+            from alembic.script import ScriptDirectory
+
+            head = ScriptDirectory(
+                str(Path(nbgrader.api.__file__).parent / "alembic")
+            ).get_current_head()
+        except Exception:  # pragma: no cover - alembic's layout changed: ask it as nbgrader does
+            head = None
+        return head or original()
+
+    get_alembic_version.in_process = True  # type: ignore[attr-defined]
+    nbgrader.api.get_alembic_version = get_alembic_version
+
+
 @contextlib.contextmanager
 def nbgrader_environment() -> Iterator[None]:
     """The environment's ``bin/`` first on PATH (nbgrader runs ``alembic``), restored after."""
+    _alembic_head_in_process()
     saved = os.environ.get("PATH", "")
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + saved
     try:
