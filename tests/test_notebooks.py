@@ -149,6 +149,20 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "stream_detection_rate",
         "stream_false_accepts_per_hour",
     },
+    "10_architecture_search": {
+        "supernet_train_seconds",
+        "subnets_evaluated",
+        "rank_correlation",
+        "budget_flash_bytes",
+        "budget_arena_bytes",
+        "search_best_accuracy",
+        "search_best_flash_bytes",
+        "search_best_arena_bytes",
+        "search_best_macs",
+        "handmade_accuracy",
+        "handmade_flash_bytes",
+        "handmade_arena_bytes",
+    },
 }
 
 # Figures whose relation is what the notebook teaches: they must hold in every run, not only exist.
@@ -267,6 +281,29 @@ MUST_HOLD: dict[str, list[tuple[str, Callable[[dict], bool]]]] = {
             lambda f: (
                 0 < f["stream_detection_rate"] <= 1 and f["stream_false_accepts_per_hour"] >= 0
             ),
+        ),
+    ],
+    "10_architecture_search": [
+        (
+            "the searched and the hand-designed networks fit the budget, as measured",
+            lambda f: (
+                f["search_best_flash_bytes"] <= f["budget_flash_bytes"]
+                and f["search_best_arena_bytes"] <= f["budget_arena_bytes"]
+                and f["handmade_flash_bytes"] <= f["budget_flash_bytes"]
+                and f["handmade_arena_bytes"] <= f["budget_arena_bytes"]
+            ),
+        ),
+        (
+            "the searched network is at least as accurate as the hand-designed one",
+            lambda f: f["search_best_accuracy"] >= f["handmade_accuracy"] >= 0.5,
+        ),
+        (
+            "the supernet ranks networks as training them alone does",
+            lambda f: f["rank_correlation"] > 0,
+        ),
+        (
+            "the supernet trains in about a minute and the search evaluates many networks",
+            lambda f: f["supernet_train_seconds"] < 120 and f["subnets_evaluated"] >= 60,
         ),
     ],
 }

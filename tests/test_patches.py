@@ -56,7 +56,9 @@ def _random_stage(rng: np.random.Generator) -> list[SpatialLayer]:
     layers = []
     for i in range(int(rng.integers(1, 5))):
         kernel = int(rng.choice([1, 2, 3, 5]))
-        stride = int(rng.choice([1, 2])) if kernel > 1 else 1  # a stride above the kernel skips inputs
+        stride = (
+            int(rng.choice([1, 2])) if kernel > 1 else 1
+        )  # a stride above the kernel skips inputs
         padding = str(rng.choice(["same", "valid"]))
         layers.append(SpatialLayer(f"l{i}", kernel, stride, padding, 1, 1))
     return layers

@@ -44,6 +44,7 @@ _SUBMODULES = {
     "quantization",
     "results",
     "runner",
+    "search",
     "tflite",
 }
 
