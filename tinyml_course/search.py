@@ -48,20 +48,13 @@ from typing import Any
 import numpy as np
 
 import tinyml_course  # noqa: F401  (configures Keras 2 before TensorFlow loads)
+from tinyml_course.patches import _check_int
 
 _CLASSES = 10
 _EPSILON = 1e-3
 
 
 # --------------------------------------------------------------------------- validation
-def _check_int(name: str, value: Any, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a whole number; got {value!r} ({type(value).__name__}).")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
-    return int(value)
-
-
 def _check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__}).")
