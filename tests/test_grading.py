@@ -409,6 +409,29 @@ def test_launcher_applies_the_limits() -> None:
         Limits(memory_mb=-1)
 
 
+def test_graded_outputs_do_not_depend_on_how_prints_arrive(tmp_path: Path) -> None:
+    """A kernel's prints reach the grader as one message or several, depending on timing.
+
+    The grader merges them per stream, so the same cell graded twice (or serially and in
+    parallel) writes the same outputs; the flush and the pause here force the split.
+    """
+    from tinyml_course.grading.sandbox import SandboxedExecute
+
+    code = (
+        "import sys, time\n"
+        "print('one', flush=True); time.sleep(0.3)\n"
+        "print('oops', file=sys.stderr, flush=True); time.sleep(0.3)\n"
+        "print('two', flush=True); time.sleep(0.3)\n"
+        "print('three\\rthree again')"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    executed, _ = SandboxedExecute(sandbox=False).preprocess(
+        nb, {"metadata": {"path": str(tmp_path)}}
+    )
+    streams = [(o["name"], o["text"]) for o in executed.cells[0].outputs]
+    assert streams == [("stdout", "one\ntwo\nthree again\n"), ("stderr", "oops\n")]
+
+
 def test_sandbox_command_shows_only_public_paths(tmp_path: Path) -> None:
     import shutil
 

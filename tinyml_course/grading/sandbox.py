@@ -411,8 +411,10 @@ class SandboxedExecute(Execute):
     Its kernel is shut down at once (``shutdown_kernel = "immediate"``) once the last cell has
     answered and its outputs are in: a graceful exit of an interpreter that loaded TensorFlow
     takes about a second per submission and gives the grader nothing. Cells get no execution
-    timestamps (``record_timing = False``), so grading the same notebook twice writes the
-    same bytes.
+    timestamps (``record_timing = False``), and each cell's stream outputs are merged into one
+    per stream (``coalesce_streams = True``): how a kernel's prints arrive split into messages
+    depends on timing, and without it the same submission graded twice, or serially and in
+    parallel, could write different bytes.
     """
 
     sandbox = Bool(
@@ -449,6 +451,10 @@ class SandboxedExecute(Execute):
     @default("record_timing")
     def _record_timing_default(self) -> bool:
         return False
+
+    @default("coalesce_streams")
+    def _coalesce_streams_default(self) -> bool:
+        return True
 
     def limits(self) -> Limits:
         """The configured :class:`Limits`."""
