@@ -393,6 +393,24 @@ def _phase(name: str) -> Iterator[None]:
             watch.add(name, time.perf_counter() - start)
 
 
+@contextlib.contextmanager
+def autograde_environment() -> Iterator[None]:
+    """Run as nbgrader's autograde step does (``NBGRADER_EXECUTION=autograde``), then restore.
+
+    For executing a notebook outside nbgrader's converters (the solution's run, a probe kernel)
+    exactly as a graded submission is executed.
+    """
+    saved = os.environ.get("NBGRADER_EXECUTION")
+    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+        else:
+            os.environ["NBGRADER_EXECUTION"] = saved
+
+
 def _kill_kernel(km: Any) -> None:
     """SIGKILL a kernel's process group (in the sandbox: bwrap, and with it everything inside)."""
     process = getattr(getattr(km, "provisioner", None), "process", None)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -227,7 +226,7 @@ def expected_results(
     """
     import nbformat
 
-    from tinyml_course.grading.sandbox import SandboxedExecute
+    from tinyml_course.grading.sandbox import SandboxedExecute, autograde_environment
     from tinyml_course.grading.workspace import rmtree
 
     source_notebook = Path(source_notebook)
@@ -243,18 +242,13 @@ def expected_results(
     rmtree(work)
     work.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source_notebook.parent, work)
-    saved = os.environ.get("NBGRADER_EXECUTION")
-    os.environ["NBGRADER_EXECUTION"] = "autograde"
     try:
         executor = SandboxedExecute(config=config) if config is not None else SandboxedExecute()
-        nb, _ = executor.preprocess(nb, {"metadata": {"path": str(work)}})
+        with autograde_environment():
+            nb, _ = executor.preprocess(nb, {"metadata": {"path": str(work)}})
     except Exception as err:
         raise GradingError(f"the solution of {lab} could not run in the grader: {err}") from err
     finally:
-        if saved is None:
-            os.environ.pop("NBGRADER_EXECUTION", None)
-        else:
-            os.environ["NBGRADER_EXECUTION"] = saved
         rmtree(work)
     records: Records = {}
     for cell in nb.cells:

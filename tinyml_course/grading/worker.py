@@ -505,23 +505,17 @@ def probe_kernel(
     """
     import nbformat
 
-    from tinyml_course.grading.sandbox import KernelWatch, SandboxedExecute
+    from tinyml_course.grading.sandbox import KernelWatch, SandboxedExecute, autograde_environment
     from tinyml_course.grading.workspace import rmtree
 
     folder = Path(tempfile.mkdtemp(prefix="tinyml-grading-probe-"))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    saved = os.environ.get("NBGRADER_EXECUTION")
-    os.environ["NBGRADER_EXECUTION"] = "autograde"
     try:
-        with KernelWatch(600) as watch:
+        with autograde_environment(), KernelWatch(600) as watch:
             executed, _ = SandboxedExecute(config=config).preprocess(
                 nb, {"metadata": {"path": str(folder)}}
             )
     finally:
-        if saved is None:
-            os.environ.pop("NBGRADER_EXECUTION", None)
-        else:
-            os.environ["NBGRADER_EXECUTION"] = saved
         rmtree(folder)
     errors = [o for o in executed.cells[0].outputs if o.get("output_type") == "error"]
     if errors:
