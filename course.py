@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     code = run(str(venv_bin("ruff")), "check", "tinyml_course", "tests", "datasets", "notebooks", "solutions", "course.py")
     if code:
         return code
-    return run(str(venv_bin("python")), "-m", "pytest", "-n", "2", *rest)
+    return run(str(venv_bin("python")), "-m", "pytest", "-n", "2", "--durations=20", *rest)
 
 
 if __name__ == "__main__":
