@@ -362,6 +362,9 @@ def test_an_interrupted_batch_is_consistent_and_resumes(lab00: dict, tmp_path: P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a shell that starts this test run in the background (`.ci/run &`)
+        # leaves SIGINT ignored, every child inherits that, and Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     seen = 0
